@@ -1,0 +1,31 @@
+/**
+ * The five upstream services the gateway aggregates, and what the gateway needs to know about each:
+ * where its resource lives, whether the response can exist without it, and which port its mock uses by default.
+ */
+export const UPSTREAM_NAMES = ['profile', 'orders', 'recommendations', 'inventory', 'loyalty'] as const
+
+export type UpstreamName = typeof UPSTREAM_NAMES[number]
+
+export interface UpstreamDefinition {
+  readonly name: UpstreamName
+  /** A required upstream has no fallback: when it fails, the whole request fails. */
+  readonly required: boolean
+  /** Path of the user's resource on this upstream; the id is always URL-encoded. */
+  readonly pathFor: (userId: string) => string
+  readonly defaultPort: number
+}
+
+const userPath = (suffix: string) => (userId: string) => `/users/${encodeURIComponent(userId)}${suffix}`
+
+export const UPSTREAMS: Readonly<Record<UpstreamName, UpstreamDefinition>> = Object.freeze({
+  profile: { name: 'profile', required: true, pathFor: userPath(''), defaultPort: 4001 },
+  orders: { name: 'orders', required: false, pathFor: userPath('/orders'), defaultPort: 4002 },
+  recommendations: { name: 'recommendations', required: false, pathFor: userPath('/recommendations'), defaultPort: 4003 },
+  inventory: { name: 'inventory', required: false, pathFor: userPath('/inventory'), defaultPort: 4004 },
+  loyalty: { name: 'loyalty', required: false, pathFor: userPath('/loyalty'), defaultPort: 4005 }
+})
+
+/** `UPSTREAM_<NAME>_<SETTING>`, the environment variable naming scheme for per-upstream settings. */
+export function upstreamVariable (name: UpstreamName, setting: string): string {
+  return `UPSTREAM_${name.toUpperCase()}_${setting}`
+}
