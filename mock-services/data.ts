@@ -1,0 +1,159 @@
+import { EMBEDDING_DIMENSIONS, productEmbedding } from '../src/lib/product-embedding.js'
+import { hashString, seededRandom } from '../src/lib/seeded-random.js'
+import type {
+  InventoryPayload, LoyaltyPayload, Order, OrdersPayload, ProfilePayload, RecommendationsPayload
+} from '../src/lib/merge/payloads.js'
+
+// Deterministic data for the mock upstreams: everything is derived from the user id (and the payload scale), so the
+// same request always gets the same body and the recommendations and inventory services agree on which products exist.
+
+export const CATEGORIES = ['books', 'electronics', 'garden', 'grocery', 'toys', 'fashion', 'beauty', 'sports', 'home', 'music', 'outdoors', 'pets']
+const REGIONS = ['eu-west', 'eu-central', 'us-east', 'us-west', 'ap-south']
+const WAREHOUSES = ['north', 'south', 'east', 'west']
+const TIERS = [{ name: 'bronze', threshold: 0 }, { name: 'silver', threshold: 1000 }, { name: 'gold', threshold: 5000 }, { name: 'platinum', threshold: 20000 }]
+const FIRST_NAMES = ['Ada', 'Grace', 'Alan', 'Edsger', 'Barbara', 'Donald', 'Margaret', 'Ken', 'Radia', 'Linus', 'Frances', 'Tim']
+const LAST_NAMES = ['Lovelace', 'Hopper', 'Turing', 'Dijkstra', 'Liskov', 'Knuth', 'Hamilton', 'Thompson', 'Perlman', 'Torvalds', 'Allen', 'Berners-Lee']
+const ADJECTIVES = ['Compact', 'Classic', 'Deluxe', 'Eco', 'Smart', 'Vintage', 'Rugged', 'Portable', 'Premium', 'Everyday']
+const NOUNS = ['Kit', 'Set', 'Lamp', 'Guide', 'Bundle', 'Speaker', 'Bottle', 'Jacket', 'Planter', 'Puzzle', 'Tracker', 'Blanket']
+// Products per category; a product id encodes its category, so every service derives the same one.
+const PRODUCTS_PER_CATEGORY = 2000
+// All dates are relative to a fixed day so bodies do not change from one day to the next.
+const REFERENCE_TIME = Date.parse('2026-01-01T00:00:00Z')
+const DAY_MS = 86_400_000
+
+const BASE_COUNTS = { orders: 32, candidates: 200, extraStock: 40, loyaltyEvents: 20 }
+
+type Random = () => number
+
+const randomFor = (userId: string, stream: string): Random => seededRandom(hashString(`${stream}:${userId}`))
+const pick = <T>(random: Random, items: readonly T[]): T => items[Math.floor(random() * items.length)]!
+const integer = (random: Random, min: number, max: number) => min + Math.floor(random() * (max - min + 1))
+const money = (value: number) => Math.round(value * 100) / 100
+const scaled = (count: number, scale: number) => Math.max(1, Math.round(count * scale))
+
+function productId (categoryIndex: number, ordinal: number): string {
+  return `p-${ordinal * CATEGORIES.length + categoryIndex}`
+}
+
+function categoryOf (id: string): string {
+  return CATEGORIES[Number(id.slice(2)) % CATEGORIES.length]!
+}
+
+function priceOf (id: string): number {
+  return money(5 + seededRandom(hashString(`price:${id}`))() * 295)
+}
+
+function favouriteCategories (userId: string): number[] {
+  const random = randomFor(userId, 'favourites')
+  const chosen = new Set<number>()
+  while (chosen.size < 3) chosen.add(integer(random, 0, CATEGORIES.length - 1))
+  return [...chosen]
+}
+
+/** A product the user is likely to care about: half the time from a favourite category. */
+function productFor (userId: string, random: Random): string {
+  const favourites = favouriteCategories(userId)
+  const categoryIndex = random() < 0.5 ? pick(random, favourites) : integer(random, 0, CATEGORIES.length - 1)
+  return productId(categoryIndex, integer(random, 0, PRODUCTS_PER_CATEGORY - 1))
+}
+
+export function regionOf (userId: string): string {
+  return pick(randomFor(userId, 'region'), REGIONS)
+}
+
+export function profileFor (userId: string): ProfilePayload {
+  const random = randomFor(userId, 'profile')
+  const first = pick(random, FIRST_NAMES)
+  const last = pick(random, LAST_NAMES)
+  return {
+    id: userId,
+    name: `${first} ${last}`,
+    email: `${first}.${last}.${hashString(userId) % 10_000}@example.com`.toLowerCase(),
+    tier: pick(random, TIERS).name,
+    region: regionOf(userId),
+    createdAt: new Date(REFERENCE_TIME - integer(random, 30, 3000) * DAY_MS).toISOString(),
+    preferences: {
+      currency: pick(random, ['EUR', 'USD', 'GBP']),
+      language: pick(random, ['en', 'de', 'fr', 'es']),
+      marketingOptIn: random() < 0.4,
+      favouriteCategories: favouriteCategories(userId).map((index) => CATEGORIES[index]!)
+    }
+  }
+}
+
+export function ordersFor (userId: string, scale: number): OrdersPayload {
+  const random = randomFor(userId, 'orders')
+  const orders: Order[] = []
+  for (let index = 0; index < scaled(BASE_COUNTS.orders, scale); index++) {
+    const items = Array.from({ length: integer(random, 1, 6) }, () => {
+      const id = productFor(userId, random)
+      return { productId: id, category: categoryOf(id), unitPrice: priceOf(id), quantity: integer(random, 1, 4) }
+    })
+    orders.push({
+      id: `o-${hashString(userId) % 100_000}-${index}`,
+      placedAt: new Date(REFERENCE_TIME - integer(random, 0, 730) * DAY_MS - integer(random, 0, DAY_MS)).toISOString(),
+      status: random() < 0.05 ? 'cancelled' : random() < 0.1 ? 'shipped' : 'delivered',
+      items,
+      total: money(items.reduce((sum, item) => sum + item.unitPrice * item.quantity, 0))
+    })
+  }
+  return { userId, orders }
+}
+
+/** The candidate product ids for a user; inventory stocks exactly these (plus others). */
+function candidateIds (userId: string, scale: number): string[] {
+  const random = randomFor(userId, 'candidates')
+  const ids = new Set<string>()
+  const wanted = scaled(BASE_COUNTS.candidates, scale)
+  while (ids.size < wanted) ids.add(productFor(userId, random))
+  return [...ids]
+}
+
+export function recommendationsFor (userId: string, scale: number): RecommendationsPayload {
+  const random = randomFor(userId, 'recommendations')
+  const embedding = new Float64Array(EMBEDDING_DIMENSIONS)
+  return {
+    userId,
+    candidates: candidateIds(userId, scale).map((id) => {
+      productEmbedding(id, embedding)
+      return {
+        productId: id,
+        title: `${pick(random, ADJECTIVES)} ${categoryOf(id)} ${pick(random, NOUNS)}`,
+        category: categoryOf(id),
+        price: priceOf(id),
+        popularity: Math.round(random() * 1000) / 1000,
+        // The service's own view of the product: its embedding plus some noise.
+        features: Array.from(embedding, (value) => Math.round((value + (random() - 0.5) * 0.1) * 10_000) / 10_000)
+      }
+    })
+  }
+}
+
+export function inventoryFor (userId: string, scale: number): InventoryPayload {
+  const random = randomFor(userId, 'inventory')
+  const ids = candidateIds(userId, scale)
+  for (let index = 0; index < scaled(BASE_COUNTS.extraStock, scale); index++) ids.push(productFor(userId, random))
+  return {
+    region: regionOf(userId),
+    items: ids.map((id) => ({
+      productId: id,
+      available: random() < 0.25 ? 0 : integer(random, 1, 500),
+      warehouse: pick(random, WAREHOUSES)
+    }))
+  }
+}
+
+export function loyaltyFor (userId: string, scale: number): LoyaltyPayload {
+  const random = randomFor(userId, 'loyalty')
+  const history = Array.from({ length: scaled(BASE_COUNTS.loyaltyEvents, scale) }, () => {
+    const earned = random() < 0.8
+    return {
+      at: new Date(REFERENCE_TIME - integer(random, 0, 730) * DAY_MS).toISOString(),
+      delta: earned ? integer(random, 10, 800) : -integer(random, 100, 1500),
+      reason: earned ? pick(random, ['purchase', 'review', 'referral', 'birthday']) : 'redemption'
+    }
+  })
+  const points = Math.max(0, history.reduce((sum, event) => sum + event.delta, 0))
+  const tier = [...TIERS].reverse().find((step) => points >= step.threshold)!.name
+  return { userId, points, tier, tiers: TIERS, history }
+}

@@ -1,0 +1,25 @@
+import { UPSTREAM_NAMES, UPSTREAMS, type UpstreamName } from '../src/lib/upstreams.js'
+import { createMockService } from './mock-service.js'
+import { settingsFromEnvironment } from './settings.js'
+
+// Starts one mock upstream: `node dist/mock-services/main.js <name>`, or MOCK_NAME. Port: MOCK_PORT, else the
+// upstream's default (4001-4005). Latency and faults: MOCK_LATENCY_MS, MOCK_JITTER_MS, MOCK_FAILURE_RATE,
+// MOCK_PAYLOAD_SCALE, MOCK_MODE; the same settings can be changed at run time through PUT /__control.
+const name = (process.argv[2] ?? process.env.MOCK_NAME) as UpstreamName
+if (!UPSTREAM_NAMES.includes(name)) {
+  console.error(`usage: mock-services/main.js <${UPSTREAM_NAMES.join('|')}> (got ${JSON.stringify(name)})`)
+  process.exit(2)
+}
+
+try {
+  const mock = createMockService(name, settingsFromEnvironment(process.env))
+  const port = process.env.MOCK_PORT ? Number(process.env.MOCK_PORT) : UPSTREAMS[name].defaultPort
+  const url = await mock.listen(port, process.env.MOCK_HOST ?? '127.0.0.1')
+  console.log(JSON.stringify({ level: 30, time: Date.now(), upstream: name, url, msg: `mock ${name} listening` }))
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(signal, () => { mock.close().then(() => process.exit(0), () => process.exit(1)) })
+  }
+} catch (error) {
+  console.error(`mock ${name} failed to start: ${(error as Error).message}`)
+  process.exit(1)
+}

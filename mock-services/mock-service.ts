@@ -1,0 +1,201 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { LRUCache } from 'lru-cache'
+import type { UpstreamName } from '../src/lib/upstreams.js'
+import { inventoryFor, loyaltyFor, ordersFor, profileFor, recommendationsFor } from './data.js'
+import { BUILT_IN_DEFAULTS, updateSettings, type MockSettings } from './settings.js'
+
+export interface MockStats {
+  requests: number
+  inFlight: number
+  maxInFlight: number
+  /** Requests whose client went away before the answer was complete. */
+  aborted: number
+  completed: number
+  /** Connections the mock destroyed itself (`reset` mode). */
+  resets: number
+  lastRequestId: string | null
+  lastDeadlineMs: number | null
+}
+
+export interface MockService {
+  readonly name: UpstreamName
+  readonly server: Server
+  listen (port?: number, host?: string): Promise<string>
+  close (): Promise<void>
+}
+
+const RESOURCE_PATH = /^\/users\/([^/]+)(?:\/(orders|recommendations|inventory|loyalty))?$/
+const BODY_GENERATORS: Record<UpstreamName, (userId: string, scale: number) => unknown> = {
+  profile: (userId) => profileFor(userId),
+  orders: ordersFor,
+  recommendations: recommendationsFor,
+  inventory: inventoryFor,
+  loyalty: loyaltyFor
+}
+const MAX_CONTROL_BODY_BYTES = 16 * 1024
+// slow-body mode: this many bytes every interval, so any sensible timeout fires first.
+const TRICKLE_BYTES = 64
+const TRICKLE_INTERVAL_MS = 100
+
+const emptyStats = (inFlight = 0): MockStats => ({
+  requests: 0, inFlight, maxInFlight: inFlight, aborted: 0, completed: 0, resets: 0, lastRequestId: null, lastDeadlineMs: null
+})
+
+function sendJson (response: ServerResponse, status: number, body: unknown, extraHeaders: Record<string, string> = {}) {
+  const payload = JSON.stringify(body)
+  response.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload), ...extraHeaders })
+  response.end(payload)
+}
+
+function readBody (request: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let size = 0
+    const chunks: Buffer[] = []
+    request.on('data', (chunk: Buffer) => {
+      size += chunk.length
+      if (size > MAX_CONTROL_BODY_BYTES) {
+        reject(new Error('body too large'))
+        request.destroy()
+      } else {
+        chunks.push(chunk)
+      }
+    })
+    request.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')))
+    request.on('error', reject)
+  })
+}
+
+/**
+ * One mock upstream: a real HTTP server that serves `name`'s resource with deterministic data and can be told, through
+ * `/__control`, to be slow, flaky, hang, send broken JSON, trickle its body or reset the connection.
+ */
+export function createMockService (name: UpstreamName, defaults: MockSettings = BUILT_IN_DEFAULTS): MockService {
+  let settings = { ...defaults }
+  let stats = emptyStats()
+  // Generating a 10x body costs milliseconds; the mock should measure the gateway, not itself.
+  const bodies = new LRUCache<string, Buffer>({ maxSize: 64 * 1024 * 1024, sizeCalculation: (body) => body.length })
+
+  function bodyFor (userId: string): Buffer {
+    const key = `${settings.payloadScale}|${userId}`
+    let body = bodies.get(key)
+    if (!body) {
+      body = Buffer.from(JSON.stringify(BODY_GENERATORS[name](userId, settings.payloadScale)))
+      bodies.set(key, body)
+    }
+    return body
+  }
+
+  async function control (request: IncomingMessage, response: ServerResponse) {
+    if (request.method === 'GET') return sendJson(response, 200, settings)
+    if (request.method === 'DELETE') {
+      settings = { ...defaults }
+      return sendJson(response, 200, settings)
+    }
+    if (request.method !== 'PUT') return sendJson(response, 405, { error: 'use GET, PUT or DELETE' }, { allow: 'GET, PUT, DELETE' })
+    let update: unknown
+    try {
+      update = JSON.parse(await readBody(request))
+    } catch {
+      return sendJson(response, 400, { error: 'body must be JSON of at most 16 KiB' })
+    }
+    const result = updateSettings(settings, update)
+    if ('problems' in result) return sendJson(response, 400, { error: 'invalid settings', problems: result.problems })
+    settings = result.settings
+    return sendJson(response, 200, settings)
+  }
+
+  function serveResource (request: IncomingMessage, response: ServerResponse, userId: string) {
+    const current = settings
+    stats.requests++
+    stats.inFlight++
+    stats.maxInFlight = Math.max(stats.maxInFlight, stats.inFlight)
+    stats.lastRequestId = (request.headers['x-request-id'] as string | undefined) ?? null
+    const deadline = Number(request.headers['x-request-deadline-ms'])
+    stats.lastDeadlineMs = Number.isFinite(deadline) ? deadline : null
+    let resetByUs = false
+    let timer: NodeJS.Timeout | undefined
+    response.on('close', () => {
+      clearTimeout(timer)
+      clearInterval(timer)
+      // Counted on the current stats: a reset while this request was in flight carried its inFlight over.
+      stats.inFlight--
+      if (resetByUs) stats.resets++
+      else if (response.writableFinished) stats.completed++
+      else stats.aborted++
+    })
+
+    if (current.mode === 'hang') return
+
+    const answer = () => {
+      if (current.mode === 'reset') {
+        resetByUs = true
+        request.socket.destroy()
+        return
+      }
+      if (current.mode === 'error' || Math.random() < current.failureRate) {
+        return sendJson(response, 500, { error: 'simulated failure' })
+      }
+      if (name === 'profile' && userId.startsWith('unknown')) return sendJson(response, 404, { error: 'user not found' })
+      const body = bodyFor(userId)
+      if (current.mode === 'malformed') {
+        const broken = Buffer.concat([body.subarray(0, Math.floor(body.length * 0.6)), Buffer.from('\u0000}{"')])
+        response.writeHead(200, { 'content-type': 'application/json', 'content-length': broken.length })
+        return response.end(broken)
+      }
+      response.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length })
+      if (current.mode !== 'slow-body') return response.end(body)
+      response.flushHeaders()
+      let offset = 0
+      timer = setInterval(() => {
+        response.write(body.subarray(offset, offset + TRICKLE_BYTES))
+        offset += TRICKLE_BYTES
+        if (offset >= body.length) {
+          clearInterval(timer)
+          response.end()
+        }
+      }, TRICKLE_INTERVAL_MS)
+    }
+    const delay = current.latencyMs + Math.random() * current.jitterMs
+    if (delay > 0) timer = setTimeout(answer, delay)
+    else answer()
+  }
+
+  const server = createServer({ keepAliveTimeout: 65_000 }, (request, response) => {
+    const path = (request.url ?? '/').split('?')[0]!
+    if (path === '/__control') {
+      control(request, response).catch(() => { if (!response.headersSent) sendJson(response, 400, { error: 'bad request' }) })
+      return
+    }
+    if (path === '/__stats') {
+      if (request.method === 'DELETE') stats = emptyStats(stats.inFlight)
+      return sendJson(response, 200, stats)
+    }
+    if (path === '/health') return sendJson(response, 200, { status: 'ok', upstream: name })
+    const match = RESOURCE_PATH.exec(path)
+    if (request.method !== 'GET' || !match || (match[2] ?? 'profile') !== name) return sendJson(response, 404, { error: 'not found' })
+    let userId: string
+    try {
+      userId = decodeURIComponent(match[1]!)
+    } catch {
+      return sendJson(response, 400, { error: 'bad user id encoding' })
+    }
+    serveResource(request, response, userId)
+  })
+
+  return {
+    name,
+    server,
+    listen: (port = 0, host = '127.0.0.1') => new Promise((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(port, host, () => {
+        const { port: bound } = server.address() as AddressInfo
+        resolve(`http://${host.includes(':') ? `[${host}]` : host}:${bound}`)
+      })
+    }),
+    close: () => new Promise((resolve) => {
+      server.close(() => resolve())
+      server.closeAllConnections()
+    })
+  }
+}

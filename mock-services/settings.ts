@@ -1,0 +1,62 @@
+/**
+ * The fault and latency controls every mock upstream exposes at `/__control`.
+ */
+export const MOCK_MODES = ['normal', 'hang', 'error', 'malformed', 'slow-body', 'reset'] as const
+export type MockMode = typeof MOCK_MODES[number]
+
+export interface MockSettings {
+  /** Base delay before answering. */
+  latencyMs: number
+  /** Up to this much extra delay, uniformly random. */
+  jitterMs: number
+  /** Probability (0..1) of answering 500 instead. */
+  failureRate: number
+  /** Multiplies the list sizes of every body. */
+  payloadScale: number
+  mode: MockMode
+}
+
+export const BUILT_IN_DEFAULTS: MockSettings = Object.freeze({ latencyMs: 0, jitterMs: 0, failureRate: 0, payloadScale: 1, mode: 'normal' })
+
+const LIMITS = {
+  latencyMs: { min: 0, max: 600_000 },
+  jitterMs: { min: 0, max: 600_000 },
+  failureRate: { min: 0, max: 1 },
+  payloadScale: { min: 0.01, max: 100 }
+} as const
+
+/**
+ * Applies a partial update to settings. Returns the new settings, or the list of problems if any field is unknown or
+ * out of range (in which case nothing changes).
+ */
+export function updateSettings (current: MockSettings, update: unknown): { settings: MockSettings } | { problems: string[] } {
+  if (typeof update !== 'object' || update === null || Array.isArray(update)) return { problems: ['body must be a JSON object'] }
+  const next: MockSettings = { ...current }
+  const problems: string[] = []
+  for (const [key, value] of Object.entries(update)) {
+    if (key === 'mode') {
+      if (MOCK_MODES.includes(value as MockMode)) next.mode = value as MockMode
+      else problems.push(`mode must be one of ${MOCK_MODES.join(', ')}`)
+    } else if (key in LIMITS) {
+      const { min, max } = LIMITS[key as keyof typeof LIMITS]
+      if (typeof value === 'number' && Number.isFinite(value) && value >= min && value <= max) next[key as keyof typeof LIMITS] = value
+      else problems.push(`${key} must be a number from ${min} to ${max}`)
+    } else {
+      problems.push(`unknown setting ${JSON.stringify(key)}`)
+    }
+  }
+  return problems.length > 0 ? { problems } : { settings: next }
+}
+
+/** Defaults for a mock process, from `MOCK_*` environment variables, validated like a PUT. */
+export function settingsFromEnvironment (env: NodeJS.ProcessEnv, base: MockSettings = BUILT_IN_DEFAULTS): MockSettings {
+  const update: Record<string, unknown> = {}
+  const numeric = { MOCK_LATENCY_MS: 'latencyMs', MOCK_JITTER_MS: 'jitterMs', MOCK_FAILURE_RATE: 'failureRate', MOCK_PAYLOAD_SCALE: 'payloadScale' }
+  for (const [variable, key] of Object.entries(numeric)) {
+    if (env[variable] !== undefined && env[variable] !== '') update[key] = Number(env[variable])
+  }
+  if (env.MOCK_MODE) update.mode = env.MOCK_MODE
+  const result = updateSettings(base, update)
+  if ('problems' in result) throw new Error(`Invalid mock settings: ${result.problems.join('; ')} (from MOCK_* variables)`)
+  return result.settings
+}
