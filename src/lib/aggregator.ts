@@ -1,0 +1,166 @@
+import { callBudgetMs, startDeadline } from './deadline.js'
+import {
+  RequiredUpstreamBusyError, RequiredUpstreamFailedError, RequiredUpstreamTimeoutError, UpstreamCallError, UserNotFoundError
+} from './errors.js'
+import { fallbackSteps, type FallbackPolicy } from './fallback-policy.js'
+import type { AggregateSections, MergeInput, MergeResult, SectionInput } from './merge/merge-sections.js'
+import type { StaleCache } from './stale-cache.js'
+import { UPSTREAM_NAMES, UPSTREAMS, type UpstreamName } from './upstreams.js'
+
+/** What happened to one upstream in one request, as the response's `meta` reports it. */
+export type UpstreamStatus = 'ok' | 'timeout' | 'error' | 'rejected' | 'malformed' | 'cancelled'
+export type FallbackKind = 'none' | 'stale' | 'default' | 'omitted'
+
+export interface UpstreamReport {
+  status: UpstreamStatus
+  latencyMs: number
+  fallback: FallbackKind
+  /** The upstream's HTTP status when it answered with a non-2xx one. */
+  httpStatus?: number
+}
+
+export type UpstreamReports = Record<UpstreamName, UpstreamReport>
+
+export interface AggregateBody extends AggregateSections {
+  userId: string
+  meta: { complete: boolean, durationMs: number, upstreams: UpstreamReports }
+}
+
+export type AggregateOutcome =
+  | { ok: true, body: AggregateBody, upstreams: UpstreamReports }
+  | { ok: false, error: Error, upstreams: UpstreamReports }
+
+/** Anything that can fetch a user's raw body from one upstream (see src/clients). */
+export interface BodyFetcher {
+  readonly timeoutMs: number
+  fetchBody (userId: string, options: { signal: AbortSignal, budgetMs: number, requestId: string }): Promise<Uint8Array>
+}
+
+/** Runs the merge somewhere (worker pool or inline); aborting the signal cancels a merge that has not started. */
+export type MergeRunner = (input: MergeInput, signal: AbortSignal) => Promise<MergeResult>
+
+export interface AggregatorOptions {
+  fetchers: Record<UpstreamName, BodyFetcher>
+  fallbacks: Record<UpstreamName, FallbackPolicy>
+  staleCache: StaleCache
+  merge: MergeRunner
+  deadlineMs: number
+  mergeReserveMs: number
+  topK: number
+}
+
+interface CallOutcome {
+  body?: Uint8Array
+  failure?: UpstreamCallError
+  latencyMs: number
+}
+
+const STATUS_OF_FAILURE: Record<UpstreamCallError['kind'], UpstreamStatus> = {
+  timeout: 'timeout', error: 'error', 'not-found': 'error', rejected: 'rejected', cancelled: 'cancelled'
+}
+
+const elapsedSince = (startedAt: number) => Math.round((performance.now() - startedAt) * 10) / 10
+
+/** The client-facing error for a required upstream that produced nothing usable. */
+function requiredUpstreamError (name: UpstreamName, userId: string, failure: UpstreamCallError | 'malformed'): Error {
+  if (failure === 'malformed') return new RequiredUpstreamFailedError(name)
+  switch (failure.kind) {
+    case 'not-found': return new UserNotFoundError(userId)
+    case 'timeout': return new RequiredUpstreamTimeoutError(name)
+    case 'rejected': return new RequiredUpstreamBusyError(name)
+    default: return new RequiredUpstreamFailedError(name)
+  }
+}
+
+function failureReport (outcome: CallOutcome): UpstreamReport {
+  const failure = outcome.failure!
+  const report: UpstreamReport = { status: STATUS_OF_FAILURE[failure.kind], latencyMs: outcome.latencyMs, fallback: 'omitted' }
+  if (failure.httpStatus !== undefined) report.httpStatus = failure.httpStatus
+  return report
+}
+
+/**
+ * Builds one aggregate: fans out to every upstream at once under one deadline, gives up early when a required upstream
+ * fails, hands the bodies (with last-good values for the fallbacks) to the merge, and reports what each upstream did.
+ */
+export function createAggregator (options: AggregatorOptions) {
+  const { fetchers, fallbacks, staleCache, merge, deadlineMs, mergeReserveMs, topK } = options
+
+  async function fanOut (userId: string, signal: AbortSignal, requestId: string) {
+    const deadline = startDeadline(deadlineMs, signal)
+    // Aborted when a required upstream fails: the other calls are of no use any more.
+    const giveUp = new AbortController()
+    const callSignal = AbortSignal.any([deadline.signal, giveUp.signal])
+
+    const calls = UPSTREAM_NAMES.map(async (name): Promise<[UpstreamName, CallOutcome]> => {
+      const startedAt = performance.now()
+      try {
+        const budgetMs = callBudgetMs(deadline, fetchers[name].timeoutMs, mergeReserveMs)
+        const body = await fetchers[name].fetchBody(userId, { signal: callSignal, budgetMs, requestId })
+        return [name, { body, latencyMs: elapsedSince(startedAt) }]
+      } catch (error) {
+        if (UPSTREAMS[name].required) giveUp.abort()
+        const failure = error instanceof UpstreamCallError ? error : new UpstreamCallError(name, 'error', { cause: error })
+        return [name, { failure, latencyMs: elapsedSince(startedAt) }]
+      }
+    })
+    return { deadline, outcomes: Object.fromEntries(await Promise.all(calls)) as Record<UpstreamName, CallOutcome> }
+  }
+
+  function mergeInput (userId: string, outcomes: Record<UpstreamName, CallOutcome>): MergeInput {
+    const sections = {} as Record<UpstreamName, SectionInput>
+    for (const name of UPSTREAM_NAMES) {
+      const { useStale, otherwise } = fallbackSteps(fallbacks[name])
+      const section: SectionInput = { otherwise }
+      if (outcomes[name].body) section.fresh = outcomes[name].body
+      // Sent even with a fresh body: only the merge, which parses it, can tell that the fresh one is malformed.
+      if (useStale && !UPSTREAMS[name].required) section.stale = staleCache.get(name, userId)
+      sections[name] = section
+    }
+    return { userId, topK, sections }
+  }
+
+  async function aggregate (userId: string, { signal, requestId }: { signal: AbortSignal, requestId: string }): Promise<AggregateOutcome> {
+    const startedAt = performance.now()
+    const { deadline, outcomes } = await fanOut(userId, signal, requestId)
+    const callReports = {} as UpstreamReports
+    for (const name of UPSTREAM_NAMES) {
+      const outcome = outcomes[name]
+      callReports[name] = outcome.failure ? failureReport(outcome) : { status: 'ok', latencyMs: outcome.latencyMs, fallback: 'none' }
+    }
+
+    const failedRequired = UPSTREAM_NAMES.find((name) => UPSTREAMS[name].required && outcomes[name].failure)
+    if (failedRequired) return { ok: false, error: requiredUpstreamError(failedRequired, userId, outcomes[failedRequired].failure!), upstreams: callReports }
+
+    let merged: MergeResult
+    try {
+      merged = await merge(mergeInput(userId, outcomes), deadline.signal)
+    } catch (error) {
+      return { ok: false, error: error as Error, upstreams: callReports }
+    }
+
+    const upstreams = {} as UpstreamReports
+    for (const name of UPSTREAM_NAMES) {
+      const source = merged.sources[name]
+      const status = merged.malformed.includes(name) ? 'malformed' : callReports[name].status
+      upstreams[name] = { ...callReports[name], status, fallback: source === 'fresh' ? 'none' : source }
+      const valid = merged.validFresh[name]
+      if (valid && !UPSTREAMS[name].required) staleCache.set(name, userId, valid)
+    }
+
+    const malformedRequired = UPSTREAM_NAMES.find((name) => UPSTREAMS[name].required && merged.malformed.includes(name))
+    if (malformedRequired) return { ok: false, error: requiredUpstreamError(malformedRequired, userId, 'malformed'), upstreams }
+
+    const complete = UPSTREAM_NAMES.every((name) => upstreams[name].status === 'ok')
+    const body: AggregateBody = {
+      userId,
+      ...merged.sections,
+      meta: { complete, durationMs: elapsedSince(startedAt), upstreams }
+    }
+    return { ok: true, body, upstreams }
+  }
+
+  return { aggregate }
+}
+
+export type Aggregator = ReturnType<typeof createAggregator>

@@ -1,0 +1,83 @@
+import pLimit from 'p-limit'
+
+/** Thrown when a call is refused without being run: the queue is full, or the wait would outlast the caller's budget. */
+export class BulkheadRejectedError extends Error {
+  constructor (readonly reason: 'queue-full' | 'wait-exceeds-budget') {
+    super(`bulkhead rejected the call: ${reason}`)
+    this.name = 'BulkheadRejectedError'
+  }
+}
+
+export interface BulkheadState {
+  readonly active: number
+  readonly queued: number
+  readonly concurrency: number
+  readonly maxQueue: number
+}
+
+export interface Bulkhead extends BulkheadState {
+  /**
+   * Runs `task` when a slot is free. Rejects at once with {@link BulkheadRejectedError} when the queue is full or the
+   * expected wait exceeds `budgetMs`; rejects with `signal.reason` if the signal aborts while the call is still queued.
+   */
+  run<T>(task: () => Promise<T>, options: { signal: AbortSignal, budgetMs: number }): Promise<T>
+}
+
+// Weight of the newest sample in the moving average of call durations.
+const SMOOTHING = 0.2
+
+/**
+ * A concurrency limit with a bounded, cancellable wait queue, built on p-limit (which has neither a queue bound nor
+ * cancellation). A queued call whose signal aborts leaves at once; the slot it would have taken is skipped in O(1).
+ */
+export function createBulkhead ({ concurrency, maxQueue }: { concurrency: number, maxQueue: number }): Bulkhead {
+  const limit = pLimit(concurrency)
+  let queued = 0
+  let averageCallMs = 0
+
+  // A waiting call starts when the calls ahead of it, spread over every slot, have finished.
+  const expectedWaitMs = () => Math.ceil((queued + 1) / concurrency) * averageCallMs
+
+  function run<T> (task: () => Promise<T>, { signal, budgetMs }: { signal: AbortSignal, budgetMs: number }): Promise<T> {
+    if (signal.aborted) return Promise.reject(signal.reason)
+    const mustWait = limit.activeCount >= concurrency
+    if (mustWait && queued >= maxQueue) return Promise.reject(new BulkheadRejectedError('queue-full'))
+    if (mustWait && expectedWaitMs() > budgetMs) return Promise.reject(new BulkheadRejectedError('wait-exceeds-budget'))
+
+    return new Promise<T>((resolve, reject) => {
+      let state: 'queued' | 'running' | 'abandoned' = 'queued'
+      queued++
+      const abandon = () => {
+        if (state !== 'queued') return
+        state = 'abandoned'
+        queued--
+        reject(signal.reason)
+      }
+      signal.addEventListener('abort', abandon, { once: true })
+
+      limit(async () => {
+        if (state === 'abandoned') return
+        state = 'running'
+        queued--
+        signal.removeEventListener('abort', abandon)
+        const startedAt = performance.now()
+        try {
+          resolve(await task())
+        } catch (error) {
+          reject(error)
+        } finally {
+          const elapsed = performance.now() - startedAt
+          averageCallMs = averageCallMs === 0 ? elapsed : averageCallMs + SMOOTHING * (elapsed - averageCallMs)
+        }
+      })
+    })
+  }
+
+  return {
+    run,
+    get active () { return limit.activeCount },
+    get queued () { return queued },
+    concurrency,
+    maxQueue
+  }
+}

@@ -1,0 +1,31 @@
+/**
+ * The time budget of one request. Its signal aborts when the budget runs out or when the parent signal
+ * (client disconnect, handler timeout) aborts, so everything that waits on it can be cancelled from one place.
+ */
+export interface Deadline {
+  readonly signal: AbortSignal
+  /** Milliseconds left, never negative. */
+  remainingMs (): number
+  /** True when the request itself went away, as opposed to the budget running out. */
+  cancelledByClient (): boolean
+}
+
+/**
+ * Starts a deadline of `budgetMs` chained to `parent`.
+ */
+export function startDeadline (budgetMs: number, parent: AbortSignal): Deadline {
+  const expiresAt = performance.now() + budgetMs
+  return {
+    signal: AbortSignal.any([parent, AbortSignal.timeout(budgetMs)]),
+    remainingMs: () => Math.max(0, expiresAt - performance.now()),
+    cancelledByClient: () => parent.aborted
+  }
+}
+
+/**
+ * How long one upstream call may take: its own timeout, or what is left of the deadline once the merge's
+ * share is set aside, whichever is shorter.
+ */
+export function callBudgetMs (deadline: Deadline, ownTimeoutMs: number, mergeReserveMs: number): number {
+  return Math.floor(Math.min(ownTimeoutMs, deadline.remainingMs() - mergeReserveMs))
+}
