@@ -1,0 +1,94 @@
+import { Pool } from 'undici'
+import type { UpstreamConfig } from '../config.js'
+import { BulkheadRejectedError, createBulkhead, type BulkheadState } from '../lib/bulkhead.js'
+import { UpstreamCallError } from '../lib/errors.js'
+import { UPSTREAMS, type UpstreamName } from '../lib/upstreams.js'
+
+export interface FetchOptions {
+  /** Aborts the call: request deadline, client disconnect, or the fan-out giving up. */
+  signal: AbortSignal
+  /** The most this call may take, queue wait included. */
+  budgetMs: number
+  requestId: string
+}
+
+export interface UpstreamClient {
+  readonly name: UpstreamName
+  readonly timeoutMs: number
+  readonly bulkhead: BulkheadState
+  /** The user's raw body from this upstream, or an {@link UpstreamCallError}. */
+  fetchBody (userId: string, options: FetchOptions): Promise<Uint8Array>
+  close (): Promise<void>
+}
+
+export interface TransportOptions {
+  maxResponseBytes: number
+  keepAliveTimeoutMs: number
+}
+
+// undici's own timers are coarse (see undici#1987); the per-call AbortSignal is the real timeout and these only a net.
+const SAFETY_NET_MS = 1000
+
+const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT'])
+
+function isTimeout (reason: unknown): boolean {
+  return (reason as Error | undefined)?.name === 'TimeoutError' || (reason as { code?: string } | undefined)?.code === 'FST_ERR_HANDLER_TIMEOUT'
+}
+
+/**
+ * A client for one upstream: an undici Pool with as many keep-alive connections as calls allowed in flight, a bulkhead
+ * in front of it, and one AbortSignal per call combining the caller's signal with the call's own budget.
+ * Every body is read in full or dumped, so no connection is left stalled.
+ */
+export function createUpstreamClient (config: UpstreamConfig, transport: TransportOptions): UpstreamClient {
+  const { name, url, timeoutMs, concurrency, maxQueue } = config
+  const pathFor = UPSTREAMS[name].pathFor
+  const pool = new Pool(url, {
+    connections: concurrency,
+    pipelining: 1,
+    keepAliveTimeout: transport.keepAliveTimeoutMs,
+    headersTimeout: timeoutMs + SAFETY_NET_MS,
+    bodyTimeout: timeoutMs + SAFETY_NET_MS,
+    connectTimeout: timeoutMs + SAFETY_NET_MS,
+    maxResponseSize: transport.maxResponseBytes
+  })
+  const bulkhead = createBulkhead({ concurrency, maxQueue })
+
+  async function request (userId: string, signal: AbortSignal, budgetMs: number, requestId: string): Promise<Uint8Array> {
+    const { statusCode, body } = await pool.request({
+      method: 'GET',
+      path: pathFor(userId),
+      signal,
+      headers: { accept: 'application/json', 'x-request-id': requestId, 'x-request-deadline-ms': String(budgetMs) }
+    })
+    if (statusCode < 200 || statusCode > 299) {
+      await body.dump({ signal, limit: 64 * 1024 }).catch(() => {})
+      throw new UpstreamCallError(name, statusCode === 404 ? 'not-found' : 'error', { httpStatus: statusCode, reason: `HTTP ${statusCode}` })
+    }
+    return new Uint8Array(await body.arrayBuffer())
+  }
+
+  async function fetchBody (userId: string, { signal, budgetMs, requestId }: FetchOptions): Promise<Uint8Array> {
+    if (budgetMs <= 0) throw new UpstreamCallError(name, 'timeout', { reason: 'no time left before the deadline' })
+    const callSignal = AbortSignal.any([signal, AbortSignal.timeout(budgetMs)])
+    try {
+      return await bulkhead.run(() => request(userId, callSignal, budgetMs, requestId), { signal: callSignal, budgetMs })
+    } catch (error) {
+      if (error instanceof UpstreamCallError) throw error
+      if (error instanceof BulkheadRejectedError) throw new UpstreamCallError(name, 'rejected', { cause: error, reason: error.reason })
+      if (callSignal.aborted) {
+        throw new UpstreamCallError(name, isTimeout(callSignal.reason) ? 'timeout' : 'cancelled', { cause: error })
+      }
+      const code = (error as { code?: string }).code
+      throw new UpstreamCallError(name, code && TIMEOUT_CODES.has(code) ? 'timeout' : 'error', { cause: error, reason: code })
+    }
+  }
+
+  return {
+    name,
+    timeoutMs,
+    bulkhead,
+    fetchBody,
+    close: () => pool.close()
+  }
+}

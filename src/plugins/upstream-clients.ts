@@ -1,0 +1,21 @@
+import fp from 'fastify-plugin'
+import { createUpstreamClient, type UpstreamClient } from '../clients/upstream-client.js'
+import { UPSTREAM_NAMES, type UpstreamName } from '../lib/upstreams.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    upstreamClients: Readonly<Record<UpstreamName, UpstreamClient>>
+  }
+}
+
+/** One client (connection pool and bulkhead) per upstream, closed after the last in-flight request. */
+export default fp(async function upstreamClients (fastify) {
+  const { upstreams, upstreamTransport } = fastify.config
+  const clients = Object.fromEntries(
+    UPSTREAM_NAMES.map((name) => [name, createUpstreamClient(upstreams[name], upstreamTransport)])
+  ) as Record<UpstreamName, UpstreamClient>
+  fastify.decorate('upstreamClients', Object.freeze(clients))
+  fastify.addHook('onClose', async () => {
+    await Promise.all(Object.values(clients).map((client) => client.close()))
+  })
+}, { name: 'upstream-clients', dependencies: ['config'] })
