@@ -1,0 +1,38 @@
+import { get, type IncomingHttpHeaders } from 'node:http'
+import Fastify, { type FastifyInstance } from 'fastify'
+import fp from 'fastify-plugin'
+import app from '../../src/app.js'
+import { loadConfig } from '../../src/config.js'
+import { serverOptions } from '../../src/server-options.js'
+
+/**
+ * Builds the real gateway, as `server.ts` does, from environment-style settings. Two merge threads and no logs by
+ * default; pass `listen: true` for tests that need a real socket.
+ */
+export type TestGateway = FastifyInstance & { origin: string }
+
+export async function buildGateway (env: Record<string, string>, { listen = false } = {}): Promise<TestGateway> {
+  // Load shedding is off unless a test turns it on: a busy test process would otherwise trip it at random.
+  const config = loadConfig({ MERGE_POOL_THREADS: '2', LOG_LEVEL: 'silent', LOAD_SHEDDING_ENABLED: 'false', ...env })
+  const fastify = Fastify(serverOptions(config, { logger: false }))
+  // Unwrapped, as fastify/demo's tests do, so the app's decorators (mergePool, ...) are visible to the test.
+  await fastify.register(fp(app), { config })
+  let origin = ''
+  if (listen) origin = await fastify.listen({ host: '127.0.0.1', port: 0 })
+  else await fastify.ready()
+  return Object.assign(fastify as FastifyInstance, { origin })
+}
+
+/** A GET over a real socket with the path sent exactly as given (no URL normalisation of `..` or escapes). */
+export function rawGet (origin: string, path: string): Promise<{ statusCode: number, headers: IncomingHttpHeaders, body: string }> {
+  const { hostname, port } = new URL(origin)
+  return new Promise((resolve, reject) => {
+    const request = get({ host: hostname, port, path }, (response) => {
+      let body = ''
+      response.setEncoding('utf8')
+      response.on('data', (chunk: string) => { body += chunk })
+      response.on('end', () => resolve({ statusCode: response.statusCode ?? 0, headers: response.headers, body }))
+    })
+    request.on('error', reject)
+  })
+}
