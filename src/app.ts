@@ -3,6 +3,7 @@ import type { Config } from './config.js'
 import aggregatorPlugin from './plugins/aggregator.js'
 import configPlugin from './plugins/config.js'
 import errorHandler from './plugins/error-handler.js'
+import gracefulClose from './plugins/graceful-close.js'
 import loadShedding from './plugins/load-shedding.js'
 import mergePool from './plugins/merge-pool.js'
 import requestTracing from './plugins/request-tracing.js'
@@ -18,6 +19,7 @@ const app: FastifyPluginAsync<{ config: Config }> = async (fastify, { config }) 
   await fastify.register(configPlugin, { config })
   await fastify.register(errorHandler)
   await fastify.register(requestTracing)
+  await fastify.register(gracefulClose)
   await fastify.register(loadShedding)
   await fastify.register(mergePool)
   await fastify.register(upstreamClients)

@@ -56,7 +56,6 @@ const HTTP_URL = '^https?://[^\\s/?#]+(:[0-9]+)?/?$'
 
 /** Every variable the service reads, with its type, bounds, default and meaning; the README's table is checked against it. */
 export function configSchema (): Record<string, VariableSchema> {
-  const threads = availableParallelism()
   const schema: Record<string, VariableSchema> = {
     HOST: { type: 'string', default: '127.0.0.1', description: 'Interface the gateway listens on (`0.0.0.0` in containers).' },
     PORT: { type: 'integer', minimum: 0, maximum: 65535, default: 3000, description: 'Port the gateway listens on.' },
@@ -81,14 +80,14 @@ export function configSchema (): Record<string, VariableSchema> {
     STALE_CACHE_MAX_ENTRIES: { type: 'integer', minimum: 0, maximum: 10_000_000, default: 10_000, description: 'Last-good upstream bodies kept for stale fallbacks (0 disables).' },
     STALE_CACHE_MAX_BYTES: { type: 'integer', minimum: 1024, maximum: 64 * 1024 * MiB, default: 64 * MiB, description: 'Total size of the stale cache.' },
     STALE_CACHE_TTL_MS: { type: 'integer', minimum: 1, maximum: 7 * 24 * 3600_000, default: 300_000, description: 'How old a last-good body may be and still be served.' },
-    MERGE_POOL_THREADS: { type: 'integer', minimum: 1, maximum: 256, default: threads, description: 'Worker threads that merge responses (default: the machine\'s cores).' },
+    MERGE_POOL_THREADS: { type: 'integer', minimum: 1, maximum: 256, description: 'Worker threads that merge responses (default: the machine\'s cores, `os.availableParallelism()`).' },
     MERGE_POOL_MAX_QUEUE: { type: 'integer', minimum: 0, maximum: 100_000, description: 'Merges allowed to wait for a thread; more get 503 (default: 16 per thread).' },
     MERGE_POOL_MAX_HEAP_MB: { type: 'integer', minimum: 16, maximum: 65_536, default: 512, description: 'Heap limit of each merge thread; a thread over it is replaced and its merge fails.' },
     MERGE_INLINE_MAX_BYTES: { type: 'integer', minimum: 0, maximum: 1024 * MiB, default: 0, description: 'Merge on the event loop when the upstream bodies total at most this many bytes (0: always in the pool).' },
     LOAD_SHEDDING_ENABLED: { type: 'boolean', default: true, description: 'Answer 503 with Retry-After while the process is over a limit below.' },
     LOAD_SHEDDING_MAX_EVENT_LOOP_DELAY_MS: { type: 'integer', minimum: 0, maximum: 60_000, default: 200, description: 'Mean event-loop delay over a sample interval above which requests are shed (0: off).' },
     LOAD_SHEDDING_MAX_EVENT_LOOP_UTILIZATION: { type: 'number', minimum: 0, maximum: 1, default: 0.98, description: 'Event-loop utilisation over a sample interval above which requests are shed (0: off).' },
-    LOAD_SHEDDING_MAX_HEAP_USED_BYTES: { type: 'integer', minimum: 0, default: Math.floor(getHeapStatistics().heap_size_limit * 0.9), description: 'Heap use above which requests are shed (default: 90% of the V8 heap limit; 0: off).' },
+    LOAD_SHEDDING_MAX_HEAP_USED_BYTES: { type: 'integer', minimum: 0, description: 'Heap use above which requests are shed (default: 90% of the V8 heap limit; 0: off).' },
     LOAD_SHEDDING_MAX_RSS_BYTES: { type: 'integer', minimum: 0, default: 0, description: 'Resident memory above which requests are shed (0: off; set it near the container limit).' },
     LOAD_SHEDDING_SAMPLE_INTERVAL_MS: { type: 'integer', minimum: 10, maximum: 60_000, default: 500, description: 'How often pressure is sampled.' },
     LOAD_SHEDDING_RETRY_AFTER_SECONDS: { type: 'integer', minimum: 1, maximum: 3600, default: 2, description: 'Retry-After sent with every 503.' },
@@ -155,7 +154,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
   }
   if (problems.length > 0) throw new ConfigError(problems)
 
-  const threads = number('MERGE_POOL_THREADS')
+  const threads = (values.MERGE_POOL_THREADS as number | undefined) ?? availableParallelism()
   return Object.freeze({
     host: values.HOST as string,
     port: number('PORT'),
@@ -174,7 +173,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
       enabled: values.LOAD_SHEDDING_ENABLED as boolean,
       maxEventLoopDelayMs: number('LOAD_SHEDDING_MAX_EVENT_LOOP_DELAY_MS'),
       maxEventLoopUtilization: number('LOAD_SHEDDING_MAX_EVENT_LOOP_UTILIZATION'),
-      maxHeapUsedBytes: number('LOAD_SHEDDING_MAX_HEAP_USED_BYTES'),
+      maxHeapUsedBytes: (values.LOAD_SHEDDING_MAX_HEAP_USED_BYTES as number | undefined) ?? Math.floor(getHeapStatistics().heap_size_limit * 0.9),
       maxRssBytes: number('LOAD_SHEDDING_MAX_RSS_BYTES'),
       sampleIntervalMs: number('LOAD_SHEDDING_SAMPLE_INTERVAL_MS'),
       retryAfterSeconds: number('LOAD_SHEDDING_RETRY_AFTER_SECONDS')

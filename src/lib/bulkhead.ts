@@ -45,21 +45,26 @@ export function createBulkhead ({ concurrency, maxQueue }: { concurrency: number
     if (mustWait && expectedWaitMs() > budgetMs) return Promise.reject(new BulkheadRejectedError('wait-exceeds-budget'))
 
     return new Promise<T>((resolve, reject) => {
-      let state: 'queued' | 'running' | 'abandoned' = 'queued'
-      queued++
+      // A call with a free slot starts on the next microtask (p-limit); only one without a slot is waiting.
+      let state: 'waiting' | 'starting' | 'running' | 'abandoned' = mustWait ? 'waiting' : 'starting'
       const abandon = () => {
-        if (state !== 'queued') return
+        if (state !== 'waiting') return
         state = 'abandoned'
         queued--
         reject(signal.reason)
       }
-      signal.addEventListener('abort', abandon, { once: true })
+      if (mustWait) {
+        queued++
+        signal.addEventListener('abort', abandon, { once: true })
+      }
 
       limit(async () => {
         if (state === 'abandoned') return
+        if (state === 'waiting') {
+          queued--
+          signal.removeEventListener('abort', abandon)
+        }
         state = 'running'
-        queued--
-        signal.removeEventListener('abort', abandon)
         const startedAt = performance.now()
         try {
           resolve(await task())

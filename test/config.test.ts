@@ -1,0 +1,66 @@
+import { spawnSync } from 'node:child_process'
+import { describe, expect, it } from 'vitest'
+import { ConfigError, loadConfig } from '../src/config.js'
+
+function problemsOf (env: Record<string, string>): string {
+  try {
+    loadConfig(env)
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError)
+    return (error as Error).message
+  }
+  throw new Error('expected the configuration to be rejected')
+}
+
+describe('configuration', () => {
+  it('has working defaults', () => {
+    const config = loadConfig({})
+    expect(config.port).toBe(3000)
+    expect(config.aggregate.deadlineMs).toBe(300)
+    expect(config.upstreams.orders).toMatchObject({ url: 'http://127.0.0.1:4002', timeoutMs: 200, fallback: 'stale-or-default' })
+    expect(config.upstreams.profile.fallback).toBe('omit')
+    expect(config.mergePool.maxQueue).toBe(config.mergePool.threads * 16)
+    expect(Object.isFrozen(config)).toBe(true)
+  })
+
+  it('reads typed values from the environment', () => {
+    const config = loadConfig({
+      PORT: '8080', UPSTREAM_ORDERS_TIMEOUT_MS: '150', UPSTREAM_LOYALTY_FALLBACK: 'omit', LOAD_SHEDDING_ENABLED: 'false', LOAD_SHEDDING_MAX_EVENT_LOOP_UTILIZATION: '0.9'
+    })
+    expect(config.port).toBe(8080)
+    expect(config.upstreams.orders.timeoutMs).toBe(150)
+    expect(config.upstreams.loyalty.fallback).toBe('omit')
+    expect(config.loadShedding).toMatchObject({ enabled: false, maxEventLoopUtilization: 0.9 })
+  })
+
+  it.each([
+    [{ PORT: 'abc' }, 'PORT must be integer; got "abc"'],
+    [{ UPSTREAM_ORDERS_TIMEOUT_MS: '-5' }, 'UPSTREAM_ORDERS_TIMEOUT_MS must be >= 1; got "-5"'],
+    [{ UPSTREAM_ORDERS_URL: 'not a url' }, 'UPSTREAM_ORDERS_URL must match pattern'],
+    [{ UPSTREAM_LOYALTY_FALLBACK: 'sometimes' }, 'UPSTREAM_LOYALTY_FALLBACK must be equal to one of the allowed values (one of: stale-or-default, stale-or-omit, default, omit)'],
+    [{ UPSTREAM_ORDER_TIMEOUT_MS: '100' }, 'UPSTREAM_ORDER_TIMEOUT_MS is not a setting this service knows'],
+    [{ UPSTREAM_ORDERS_TIMEOUT_MS: '500' }, 'UPSTREAM_ORDERS_TIMEOUT_MS (500) must not exceed AGGREGATE_DEADLINE_MS (300)'],
+    [{ AGGREGATE_MERGE_RESERVE_MS: '300' }, 'AGGREGATE_MERGE_RESERVE_MS (300) must be less than AGGREGATE_DEADLINE_MS (300)'],
+    [{ LOAD_SHEDDING_MAX_EVENT_LOOP_UTILIZATION: '1.5' }, 'LOAD_SHEDDING_MAX_EVENT_LOOP_UTILIZATION must be <= 1']
+  ])('rejects %o naming the variable', (env, message) => {
+    expect(problemsOf(env)).toContain(message)
+  })
+
+  it('reports every bad variable at once', () => {
+    const message = problemsOf({ PORT: 'x', UPSTREAM_INVENTORY_CONCURRENCY: '0' })
+    expect(message).toContain('PORT')
+    expect(message).toContain('UPSTREAM_INVENTORY_CONCURRENCY must be >= 1')
+  })
+
+  it('stops the process at boot with a message naming the variable', () => {
+    const result = spawnSync(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+      env: { ...process.env, UPSTREAM_RECOMMENDATIONS_CONCURRENCY: 'lots', PORT: '0' },
+      encoding: 'utf8',
+      timeout: 20_000
+    })
+    expect(result.status).toBe(1)
+    expect(result.stderr).toContain('Invalid configuration')
+    expect(result.stderr).toContain('UPSTREAM_RECOMMENDATIONS_CONCURRENCY must be integer; got "lots"')
+    expect(result.stderr).not.toMatch(/\n\s+at /)
+  })
+})

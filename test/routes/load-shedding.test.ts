@@ -1,0 +1,61 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { buildGateway, type TestGateway } from '../helpers/build-gateway.js'
+import { eventually, startMockUpstreams, type MockUpstreams } from '../helpers/mock-upstreams.js'
+
+let upstreams: MockUpstreams
+let gateway: TestGateway
+
+beforeAll(async () => {
+  upstreams = await startMockUpstreams()
+  gateway = await buildGateway({
+    ...upstreams.env,
+    LOAD_SHEDDING_ENABLED: 'true',
+    LOAD_SHEDDING_MAX_EVENT_LOOP_DELAY_MS: '50',
+    LOAD_SHEDDING_MAX_EVENT_LOOP_UTILIZATION: '0',
+    LOAD_SHEDDING_SAMPLE_INTERVAL_MS: '100',
+    LOAD_SHEDDING_RETRY_AFTER_SECONDS: '3'
+  })
+})
+
+afterAll(async () => {
+  await gateway?.close()
+  await upstreams?.close()
+})
+
+/** Keeps the event loop busy in slices, the way a CPU-bound handler would, for `durationMs`. */
+async function blockEventLoop (durationMs: number) {
+  const until = performance.now() + durationMs
+  while (performance.now() < until) {
+    const sliceEnd = performance.now() + 120
+    while (performance.now() < sliceEnd) { /* busy */ }
+    await new Promise((resolve) => setImmediate(resolve))
+  }
+}
+
+describe('load shedding', () => {
+  it('answers aggregate requests while the process is healthy', async () => {
+    expect((await gateway.inject({ url: '/aggregate/user-1' })).statusCode).toBe(200)
+  })
+
+  it('sheds aggregate requests with 503 and Retry-After while the event loop lags, but keeps /health and /ready answering', async () => {
+    await blockEventLoop(600)
+    const shed = await gateway.inject({ url: '/aggregate/user-1' })
+    expect(shed.statusCode).toBe(503)
+    expect(shed.headers['retry-after']).toBe('3')
+    expect(shed.json()).toMatchObject({ statusCode: 503, code: 'AGG_ERR_OVERLOADED', requestId: expect.any(String) })
+    const upstreamRequests = (await upstreams.allStats()).profile.requests
+
+    const health = await gateway.inject({ url: '/health' })
+    expect(health.statusCode).toBe(200)
+    const ready = await gateway.inject({ url: '/ready' })
+    expect(ready.statusCode).toBe(503)
+    expect(ready.json()).toEqual({ status: 'not-ready', reasons: ['under-pressure'] })
+    // A shed request never reaches an upstream.
+    expect((await upstreams.allStats()).profile.requests).toBe(upstreamRequests)
+  })
+
+  it('recovers once the event loop is idle again', async () => {
+    await eventually(async () => (await gateway.inject({ url: '/aggregate/user-1' })).statusCode === 200, 5000, 'the gateway to accept again')
+    expect((await gateway.inject({ url: '/ready' })).json()).toEqual({ status: 'ready' })
+  })
+})

@@ -1,0 +1,66 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { UPSTREAM_NAMES } from '../src/lib/upstreams.js'
+import { eventually, startMockUpstreams, type MockUpstreams } from './helpers/mock-upstreams.js'
+
+let upstreams: MockUpstreams
+
+beforeAll(async () => { upstreams = await startMockUpstreams() })
+afterAll(async () => { await upstreams?.close() })
+beforeEach(async () => { await upstreams.reset() })
+
+interface RunningServer { child: ChildProcess, origin: string, output: () => string }
+
+/** Starts `src/server.ts` as its own process, the way `npm start` runs the built one, and waits for it to listen. */
+async function startServer (env: Record<string, string>): Promise<RunningServer> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+    env: { ...process.env, ...upstreams.env, PORT: '0', MERGE_POOL_THREADS: '1', LOAD_SHEDDING_ENABLED: 'false', ...env },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  let output = ''
+  child.stdout!.on('data', (chunk) => { output += chunk })
+  child.stderr!.on('data', (chunk) => { output += chunk })
+  await eventually(async () => /Server listening at/.test(output) || child.exitCode !== null, 20_000, 'the server to listen')
+  const origin = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1]
+  if (!origin) throw new Error(`server did not start:\n${output}`)
+  return { child, origin, output: () => output }
+}
+
+describe('the server process', () => {
+  it('finishes in-flight requests on SIGTERM, then exits 0', async () => {
+    const server = await startServer({ AGGREGATE_DEADLINE_MS: '2000', UPSTREAM_ORDERS_TIMEOUT_MS: '1500' })
+    await upstreams.mocks.orders.set({ latencyMs: 600 })
+    const inFlight = fetch(`${server.origin}/aggregate/user-1`).then(async (response) => ({ status: response.status, body: await response.json() as { meta: { complete: boolean } } }))
+    await eventually(async () => (await upstreams.mocks.orders.stats()).inFlight === 1, 5000, 'the request to reach the upstreams')
+
+    const exited = once(server.child, 'exit')
+    server.child.kill('SIGTERM')
+    const response = await inFlight
+    expect(response.status).toBe(200)
+    expect(response.body.meta.complete).toBe(true)
+    const [code] = await exited
+    expect(code).toBe(0)
+    expect(server.output()).toContain('shutting down')
+    await expect(fetch(`${server.origin}/health`)).rejects.toThrow()
+  })
+
+  it('gives up on in-flight requests after SHUTDOWN_TIMEOUT_MS', async () => {
+    const server = await startServer({
+      SHUTDOWN_TIMEOUT_MS: '300',
+      AGGREGATE_DEADLINE_MS: '20000',
+      ...Object.fromEntries(UPSTREAM_NAMES.map((name) => [`UPSTREAM_${name.toUpperCase()}_TIMEOUT_MS`, '20000']))
+    })
+    await upstreams.mocks.profile.set({ mode: 'hang' })
+    fetch(`${server.origin}/aggregate/user-2`).catch(() => {})
+    await eventually(async () => (await upstreams.mocks.profile.stats()).inFlight === 1, 5000, 'the request to reach the upstreams')
+
+    const startedAt = performance.now()
+    const exited = once(server.child, 'exit')
+    server.child.kill('SIGTERM')
+    const [code] = await exited
+    expect(code).toBe(1)
+    expect(performance.now() - startedAt).toBeLessThan(5000)
+    expect(server.output()).toContain('killed by timeout')
+  })
+})
