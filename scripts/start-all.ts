@@ -18,7 +18,9 @@ const children: ChildProcess[] = []
 let stopping = false
 
 function start (label: string, script: string, args: string[], env: NodeJS.ProcessEnv): ChildProcess {
-  const child = spawn(process.execPath, [script, ...args], { env, stdio: ['ignore', 'inherit', 'inherit'] })
+  // Own process group: a terminal's Ctrl-C reaches only this launcher, which sends each child exactly one SIGTERM.
+  // (A child that got both would take the second signal as "exit now" and drop its in-flight requests.)
+  const child = spawn(process.execPath, [script, ...args], { env, stdio: ['ignore', 'inherit', 'inherit'], detached: true })
   child.on('exit', (code, signal) => {
     if (stopping) return
     console.error(`${label} exited unexpectedly (${signal ?? `code ${code}`}); stopping everything`)
@@ -57,6 +59,10 @@ function stop (exitCode: number): void {
 
 process.on('SIGINT', () => stop(0))
 process.on('SIGTERM', () => stop(0))
+// Should the launcher die some other way, its children must not outlive it.
+process.on('exit', () => {
+  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+})
 
 try {
   const gatewayEnv: NodeJS.ProcessEnv = { ...process.env }

@@ -150,3 +150,33 @@ describe('the merge worker pool', () => {
     }
   })
 })
+
+describe('limits on what an upstream can send', () => {
+  it('refuses a body over UPSTREAM_MAX_RESPONSE_BYTES and falls back', async () => {
+    const gateway = await buildGateway({ ...upstreams.env, UPSTREAM_MAX_RESPONSE_BYTES: '4096' }, { listen: true })
+    try {
+      const { status, body } = await getJson(`${gateway.origin}/aggregate/user-1`)
+      expect(status).toBe(200)
+      // The ~40 kB recommendations body is over the limit; the ~1 kB profile is not.
+      expect(body.meta.upstreams.recommendations).toMatchObject({ status: 'error', fallback: 'default' })
+      expect(body.meta.upstreams.profile.status).toBe('ok')
+    } finally {
+      await gateway.close()
+    }
+  })
+
+  it('answers 503 with Retry-After when the required upstream\'s bulkhead is full', async () => {
+    const gateway = await buildGateway({ ...upstreams.env, UPSTREAM_PROFILE_CONCURRENCY: '1', UPSTREAM_PROFILE_MAX_QUEUE: '0' }, { listen: true })
+    try {
+      await upstreams.mocks.profile.set({ latencyMs: 100 })
+      const responses = await Promise.all([1, 2, 3].map((n) => getJson(`${gateway.origin}/aggregate/user-${n}`)))
+      const busy = responses.filter((response) => response.status === 503)
+      expect(busy).toHaveLength(2)
+      expect(busy[0]!.body.code).toBe('AGG_ERR_UPSTREAM_BUSY')
+      expect(busy[0]!.headers.get('retry-after')).toBe('2')
+      expect((await upstreams.mocks.profile.stats()).requests).toBe(1)
+    } finally {
+      await gateway.close()
+    }
+  })
+})
