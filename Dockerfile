@@ -1,0 +1,39 @@
+# Production image of the gateway. The mock upstreams run from the same image with another command
+# (`node dist/mock-services/main.js <name>`): they share the domain code (payload types, product embedding) and one
+# build keeps the two from drifting apart.
+ARG NODE_IMAGE=node:24-trixie-slim
+
+# --- build: compile TypeScript with the dev dependencies --------------------------------------------------------
+FROM ${NODE_IMAGE} AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN --mount=type=cache,target=/root/.npm npm ci --ignore-scripts --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+COPY mock-services ./mock-services
+COPY scripts ./scripts
+COPY bench ./bench
+RUN npm run build
+
+# --- loadtest: autocannon against the gateway from inside the compose network (compose profile "loadtest") -------
+FROM build AS loadtest
+USER node
+ENTRYPOINT ["node_modules/.bin/autocannon"]
+CMD ["--connections", "50", "--duration", "20", "http://gateway:3000/aggregate/user-1"]
+
+# --- runtime: dist/ and production dependencies only, as the unprivileged node user ------------------------------
+FROM ${NODE_IMAGE} AS runtime
+ENV NODE_ENV=production \
+    HOST=0.0.0.0 \
+    PORT=3000
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --ignore-scripts --no-audit --no-fund
+COPY --from=build /app/dist ./dist
+USER node
+EXPOSE 3000
+# Slim images have no curl: Node's own fetch checks liveness.
+HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=3 \
+  CMD ["node", "-e", "fetch(`http://127.0.0.1:${process.env.PORT}/health`).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+# Exec form, never `npm start`: npm does not forward SIGTERM, and the graceful shutdown depends on receiving it.
+CMD ["node", "dist/src/server.js"]

@@ -1,0 +1,184 @@
+import { execFileSync, spawnSync, type SpawnSyncReturns } from 'node:child_process'
+import { strict as assert } from 'node:assert'
+import { dirname, join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { fileURLToPath } from 'node:url'
+
+// End-to-end test of the compose stack, for real: build the images, start gateway + five mocks, exercise the gateway
+// through 127.0.0.1:3000, stop it with SIGTERM while a request is in flight, and check it drained and exited 0.
+// Works with `docker compose` (v2) and `docker-compose` (v1.29). Tears everything down even when a step fails.
+// Run: npm run test:compose
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '../..')
+const project = `aggregator-e2e-${process.pid}`
+const gateway = 'http://127.0.0.1:3000'
+const env = { ...process.env, DOCKER_BUILDKIT: '1', COMPOSE_DOCKER_CLI_BUILD: '1' }
+
+function composeCommand (): string[] {
+  if (spawnSync('docker', ['compose', 'version'], { stdio: 'ignore' }).status === 0) return ['docker', 'compose']
+  if (spawnSync('docker-compose', ['version'], { stdio: 'ignore' }).status === 0) return ['docker-compose']
+  throw new Error('needs `docker compose` (v2) or `docker-compose` (v1)')
+}
+
+const [composeBinary, ...composePrefix] = composeCommand()
+const files = ['-f', 'docker-compose.yml']
+
+function compose (args: string[], { files: extraFiles = [] as string[], check = true, quiet = false } = {}): SpawnSyncReturns<string> {
+  const result = spawnSync(composeBinary!, [...composePrefix, '-p', project, ...files, ...extraFiles, ...args], {
+    cwd: root, env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 600_000
+  })
+  if (!quiet && result.stdout) process.stdout.write(result.stdout)
+  if (check && result.status !== 0) throw new Error(`compose ${args.join(' ')} failed (${result.status}):\n${result.stderr}`)
+  return result
+}
+
+/** Runs JavaScript inside the gateway container, i.e. inside the compose network, where the mocks are. */
+function insideNetwork (script: string): string {
+  return compose(['exec', '-T', 'gateway', 'node', '-e', script], { quiet: true }).stdout.trim()
+}
+
+function setMock (upstream: string, port: number, settings: Record<string, unknown>) {
+  insideNetwork(`fetch('http://${upstream}:${port}/__control', { method: 'PUT', headers: { 'content-type': 'application/json' }, body: ${JSON.stringify(JSON.stringify(settings))} }).then(async (r) => { if (!r.ok) process.exit(1); console.log(await r.text()) })`)
+}
+
+function mockStats (upstream: string, port: number): { inFlight: number, requests: number } {
+  return JSON.parse(insideNetwork(`fetch('http://${upstream}:${port}/__stats').then(async (r) => console.log(await r.text()))`))
+}
+
+/**
+ * Like AbortSignal.timeout, but with a timer that keeps the process alive: while docker-proxy holds a connection open,
+ * an unref'd timer would leave the top-level await with nothing to wait on, and Node would exit with code 13.
+ */
+function timeoutSignal (ms: number): AbortSignal {
+  const controller = new AbortController()
+  setTimeout(() => controller.abort(new Error(`timed out after ${ms} ms`)), ms)
+  return controller.signal
+}
+
+async function waitForReady (timeoutMs: number) {
+  const giveUpAt = Date.now() + timeoutMs
+  while (Date.now() < giveUpAt) {
+    try {
+      if ((await fetch(`${gateway}/ready`, { signal: timeoutSignal(2000) })).ok) return
+    } catch {}
+    await sleep(500)
+  }
+  throw new Error(`gateway not ready at ${gateway} after ${timeoutMs / 1000}s`)
+}
+
+async function getJson (path: string) {
+  const startedAt = performance.now()
+  const response = await fetch(`${gateway}${path}`, { signal: timeoutSignal(10_000) })
+  const body = await response.json() as Record<string, any>
+  return { status: response.status, headers: response.headers, body, ms: performance.now() - startedAt }
+}
+
+const checks: string[] = []
+function ok (what: string) {
+  checks.push(what)
+  console.log(`ok ${checks.length} - ${what}`)
+}
+
+async function portIsFree (): Promise<boolean> {
+  try {
+    await fetch(gateway, { signal: timeoutSignal(1000) })
+    return false
+  } catch (error) {
+    return (error as { cause?: { code?: string } }).cause?.code === 'ECONNREFUSED'
+  }
+}
+
+async function main () {
+  console.log(`# ${[composeBinary, ...composePrefix].join(' ')}, project ${project}`)
+  if (!await portIsFree()) throw new Error(`${gateway} is already in use (npm start, or another stack?); stop it first`)
+  const startedAt = Date.now()
+  compose(['build'], { quiet: true })
+  ok('images build (gateway and mocks share one runtime image)')
+  compose(['up', '-d'])
+  await waitForReady(120_000)
+  ok(`stack healthy: the gateway waited for five healthy mocks (${Math.round((Date.now() - startedAt) / 1000)}s from build)`)
+
+  const containerId = compose(['ps', '-q', 'gateway'], { quiet: true }).stdout.trim()
+  const inspect = JSON.parse(execFileSync('docker', ['inspect', containerId], { encoding: 'utf8' }))[0]
+  assert.equal(inspect.Config.User, 'node')
+  assert.ok(inspect.Config.Env.includes('NODE_ENV=production'))
+  assert.deepEqual(inspect.Config.Cmd, ['node', 'dist/src/server.js'])
+  assert.equal(insideNetwork("console.log(require('node:fs').existsSync('node_modules/vitest'))"), 'false')
+  ok('gateway runs as `node`, NODE_ENV=production, exec-form CMD, no dev dependencies in the image')
+
+  for (const [upstream, port] of [['orders', 4002], ['recommendations', 4003]] as const) {
+    assert.equal(compose(['port', upstream, String(port)], { check: false, quiet: true }).stdout.trim(), '')
+  }
+  ok('mock upstreams are not published on the host')
+
+  const complete = await getJson('/aggregate/user-42')
+  assert.equal(complete.status, 200)
+  assert.equal(complete.headers.get('x-aggregate-complete'), 'true')
+  assert.equal(complete.body.profile.id, 'user-42')
+  assert.ok(complete.body.recommendations.length > 0)
+  ok(`complete aggregate through 127.0.0.1:3000 (${Math.round(complete.ms)} ms)`)
+
+  setMock('recommendations', 4003, { mode: 'hang' })
+  const partial = await getJson('/aggregate/user-42')
+  assert.equal(partial.status, 200)
+  assert.equal(partial.headers.get('x-aggregate-complete'), 'false')
+  assert.deepEqual(partial.body.meta.upstreams.recommendations, { ...partial.body.meta.upstreams.recommendations, status: 'timeout' })
+  assert.ok(partial.ms < 1500, `partial answer took ${partial.ms} ms`)
+  ok(`partial aggregate within the deadline while recommendations hangs (${Math.round(partial.ms)} ms, fallback ${partial.body.meta.upstreams.recommendations.fallback})`)
+  setMock('recommendations', 4003, { mode: 'normal' })
+
+  const bad = await getJson('/aggregate/..%2Fetc')
+  assert.equal(bad.status, 400)
+  assert.equal(bad.body.code, 'AGG_ERR_BAD_REQUEST')
+  ok('a bad id gets a JSON 400')
+
+  const load = compose(['--profile', 'loadtest', 'run', '--rm', 'loadtest', '--connections', '10', '--duration', '3', 'http://gateway:3000/aggregate/user-7'], { quiet: true })
+  assert.match(load.stdout + load.stderr, /requests in/)
+  ok('the loadtest profile runs autocannon against the gateway inside the network')
+
+  // Drain: recreate the gateway with long budgets so a request is surely in flight when SIGTERM arrives.
+  const drain = ['-f', 'test/compose/docker-compose.drain.yml']
+  compose(['up', '-d', '--no-deps', 'gateway'], { files: drain })
+  await waitForReady(60_000)
+  setMock('orders', 4002, { latencyMs: 2500 })
+  const inFlight = getJson('/aggregate/user-9')
+  const giveUpAt = Date.now() + 10_000
+  while (mockStats('orders', 4002).inFlight === 0) {
+    if (Date.now() > giveUpAt) throw new Error('the request never reached the orders mock')
+    await sleep(100)
+  }
+  const drainedId = compose(['ps', '-q', 'gateway'], { files: drain, quiet: true }).stdout.trim()
+  compose(['stop', '-t', '20', 'gateway'], { files: drain, quiet: true })
+  const drained = await inFlight
+  assert.equal(drained.status, 200)
+  assert.equal(drained.body.meta.complete, true)
+  const exitCode = execFileSync('docker', ['inspect', '-f', '{{.State.ExitCode}}', drainedId], { encoding: 'utf8' }).trim()
+  assert.equal(exitCode, '0')
+  ok('SIGTERM (docker compose stop/down) lets the in-flight request finish with 200, and the gateway exits 0')
+}
+
+function tearDown () {
+  compose(['down', '-v', '--remove-orphans', '--timeout', '20'], { files: ['-f', 'test/compose/docker-compose.drain.yml'], check: false, quiet: true })
+}
+
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    console.error(`# ${signal}: removing the stack`)
+    tearDown()
+    process.exit(1)
+  })
+}
+
+let failed = false
+try {
+  await main()
+} catch (error) {
+  failed = true
+  console.error(`not ok - ${(error as Error).message}`)
+  const logs = compose(['logs', '--no-color', '--tail', '40', 'gateway'], { check: false, quiet: true })
+  console.error(logs.stdout)
+} finally {
+  tearDown()
+  console.log(`# ${checks.length} checks passed${failed ? ', then a failure' : ''}; stack removed`)
+}
+process.exit(failed ? 1 : 0)
