@@ -17,8 +17,8 @@ import healthRoutes from './routes/health.js'
  */
 const app: FastifyPluginAsync<{ config: Config }> = async (fastify, { config }) => {
   await fastify.register(configPlugin, { config })
-  await fastify.register(errorHandler)
   await fastify.register(requestTracing)
+  await fastify.register(errorHandler)
   await fastify.register(gracefulClose)
   await fastify.register(loadShedding)
   await fastify.register(mergePool)

@@ -107,17 +107,32 @@ export function createAggregator (options: AggregatorOptions) {
     return { deadline, outcomes: Object.fromEntries(await Promise.all(calls)) as Record<UpstreamName, CallOutcome> }
   }
 
-  function mergeInput (userId: string, outcomes: Record<UpstreamName, CallOutcome>): MergeInput {
+  /** The merge's input: each upstream's body, and its last good one where that may be needed. */
+  function mergeInput (userId: string, bodies: Partial<Record<UpstreamName, Uint8Array>>, staleWanted: (name: UpstreamName) => boolean): MergeInput {
     const sections = {} as Record<UpstreamName, SectionInput>
     for (const name of UPSTREAM_NAMES) {
       const { useStale, otherwise } = fallbackSteps(fallbacks[name])
       const section: SectionInput = { otherwise }
-      if (outcomes[name].body) section.fresh = outcomes[name].body
-      // Sent even with a fresh body: only the merge, which parses it, can tell that the fresh one is malformed.
-      if (useStale && !UPSTREAMS[name].required) section.stale = staleCache.get(name, userId)
+      const body = bodies[name]
+      if (body) section.fresh = body
+      if (useStale && !UPSTREAMS[name].required && staleWanted(name)) section.stale = staleCache.get(name, userId)
       sections[name] = section
     }
     return { userId, topK, sections }
+  }
+
+  /**
+   * Merges, with last-good values only for the calls that failed. Only the merge can tell that a fresh body is
+   * malformed; when one is and a last-good value exists, it merges once more with that value, reusing the valid bodies
+   * the first merge handed back. The common case copies no cached body.
+   */
+  async function mergeWithFallbacks (userId: string, outcomes: Record<UpstreamName, CallOutcome>, signal: AbortSignal): Promise<MergeResult> {
+    const fresh = Object.fromEntries(UPSTREAM_NAMES.map((name) => [name, outcomes[name].body]))
+    const first = await merge(mergeInput(userId, fresh, (name) => !outcomes[name].body), signal)
+    const replaceable = first.malformed.filter((name) => fallbackSteps(fallbacks[name]).useStale && staleCache.get(name, userId) !== undefined)
+    if (replaceable.length === 0) return first
+    const second = await merge(mergeInput(userId, first.validFresh, (name) => !first.validFresh[name]), signal)
+    return { ...second, malformed: first.malformed }
   }
 
   async function aggregate (userId: string, { signal, requestId }: { signal: AbortSignal, requestId: string }): Promise<AggregateOutcome> {
@@ -134,7 +149,7 @@ export function createAggregator (options: AggregatorOptions) {
 
     let merged: MergeResult
     try {
-      merged = await merge(mergeInput(userId, outcomes), deadline.signal)
+      merged = await mergeWithFallbacks(userId, outcomes, deadline.signal)
     } catch (error) {
       return { ok: false, error: error as Error, upstreams: callReports }
     }

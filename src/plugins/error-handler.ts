@@ -40,6 +40,7 @@ export default fp(async function errorHandler (fastify) {
 
   function send (request: FastifyRequest, reply: FastifyReply, statusCode: number, code: string, message: string) {
     if (statusCode === 503 && !reply.hasHeader('retry-after')) reply.header('retry-after', retryAfterSeconds)
+    request.errorCode = code
     return reply.code(statusCode).type('application/json; charset=utf-8').send(errorBody(request.id, statusCode, code, message))
   }
 
@@ -59,7 +60,7 @@ export default fp(async function errorHandler (fastify) {
     const error = new RouteNotFoundError(request.method, request.url.split('?')[0]!.slice(0, 200))
     return send(request, reply, 404, error.code, error.message)
   })
-}, { name: 'error-handler', dependencies: ['config'] })
+}, { name: 'error-handler', dependencies: ['config', 'request-tracing'] })
 
 function describeValidationError ({ instancePath, message, params }: { instancePath: string, message?: string, params: Record<string, unknown> }) {
   const field = instancePath.replace(/^\//, '') || 'value'

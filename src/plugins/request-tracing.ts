@@ -5,6 +5,8 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** Set by the aggregate route so the request's log line can say what every upstream did. */
     upstreamReports: UpstreamReports | null
+    /** Set by the error handler: the `code` of the error the client was sent. */
+    errorCode: string | null
   }
 }
 
@@ -14,6 +16,7 @@ declare module 'fastify' {
  */
 export default fp(async function requestTracing (fastify) {
   fastify.decorateRequest('upstreamReports', null)
+  fastify.decorateRequest('errorCode', null)
 
   fastify.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id)
@@ -26,6 +29,7 @@ export default fp(async function requestTracing (fastify) {
       statusCode: reply.statusCode,
       durationMs: Math.round(reply.elapsedTime * 10) / 10
     }
+    if (request.errorCode) line.error = request.errorCode
     if (request.upstreamReports) {
       line.complete = reply.getHeader('x-aggregate-complete') === 'true'
       line.upstreams = request.upstreamReports
