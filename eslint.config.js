@@ -1,6 +1,11 @@
+import globals from 'globals'
 import neostandard from 'neostandard'
 
-export default neostandard({
-  ts: true,
-  ignores: ['dist/**', 'bench/results/**', 'coverage/**']
-})
+export default [
+  ...neostandard({
+    ts: true,
+    ignores: ['dist/**', 'bench/results/**', 'coverage/**']
+  }),
+  // The dashboard's script runs in the browser, as plain JavaScript with no build step.
+  { files: ['public/**/*.js'], languageOptions: { globals: globals.browser, sourceType: 'script' } }
+]

@@ -6,10 +6,13 @@ import errorHandler from './plugins/error-handler.js'
 import gracefulClose from './plugins/graceful-close.js'
 import loadShedding from './plugins/load-shedding.js'
 import mergePool from './plugins/merge-pool.js'
+import observabilityServer from './plugins/observability-server.js'
 import requestTracing from './plugins/request-tracing.js'
+import telemetry from './plugins/telemetry.js'
 import upstreamClients from './plugins/upstream-clients.js'
 import aggregateRoutes from './routes/aggregate.js'
 import healthRoutes from './routes/health.js'
+import observabilityRoutes from './routes/observability.js'
 
 /**
  * The gateway as a plugin: shared services first, in dependency order, then the routes. It never listens; `server.ts`
@@ -20,12 +23,26 @@ const app: FastifyPluginAsync<{ config: Config }> = async (fastify, { config }) 
   await fastify.register(requestTracing)
   await fastify.register(errorHandler)
   await fastify.register(gracefulClose)
+  await fastify.register(telemetry)
   await fastify.register(loadShedding)
   await fastify.register(mergePool)
   await fastify.register(upstreamClients)
   await fastify.register(aggregatorPlugin)
   await fastify.register(healthRoutes)
   await fastify.register(aggregateRoutes)
+
+  const { observability } = config
+  if (observability.port !== undefined) {
+    await fastify.register(observabilityServer)
+  } else if (observability.metricsEnabled || observability.dashboardEnabled) {
+    await fastify.register(observabilityRoutes, {
+      telemetry: fastify.telemetry,
+      metrics: observability.metricsEnabled,
+      dashboard: observability.dashboardEnabled,
+      maxDashboardClients: observability.maxDashboardClients,
+      retryAfterSeconds: config.loadShedding.retryAfterSeconds
+    })
+  }
 }
 
 export default app

@@ -31,6 +31,14 @@ export interface Config {
     readonly sampleIntervalMs: number
     readonly retryAfterSeconds: number
   }
+  readonly observability: {
+    readonly metricsEnabled: boolean
+    readonly dashboardEnabled: boolean
+    /** Where /metrics and /dashboard are served: on the gateway's own port (undefined) or a separate one. */
+    readonly port: number | undefined
+    readonly host: string
+    readonly maxDashboardClients: number
+  }
   readonly shutdownTimeoutMs: number
 }
 
@@ -91,13 +99,18 @@ export function configSchema (): Record<string, VariableSchema> {
     LOAD_SHEDDING_MAX_RSS_BYTES: { type: 'integer', minimum: 0, default: 0, description: 'Resident memory above which requests are shed (0: off; set it near the container limit).' },
     LOAD_SHEDDING_SAMPLE_INTERVAL_MS: { type: 'integer', minimum: 10, maximum: 60_000, default: 500, description: 'How often pressure is sampled.' },
     LOAD_SHEDDING_RETRY_AFTER_SECONDS: { type: 'integer', minimum: 1, maximum: 3600, default: 2, description: 'Retry-After sent with every 503.' },
+    METRICS_ENABLED: { type: 'boolean', default: true, description: 'Serve Prometheus metrics at `/metrics`.' },
+    DASHBOARD_ENABLED: { type: 'boolean', default: true, description: 'Serve the live dashboard at `/dashboard` (and its event stream).' },
+    OBSERVABILITY_PORT: { type: 'integer', minimum: 0, maximum: 65535, description: 'Serve `/metrics` and `/dashboard` on this port instead of the gateway\'s (unset: same port). Use it in production to keep them off the public port.' },
+    OBSERVABILITY_HOST: { type: 'string', default: '127.0.0.1', description: 'Interface of the separate observability port (`0.0.0.0` in containers, unpublished).' },
+    DASHBOARD_MAX_CLIENTS: { type: 'integer', minimum: 1, maximum: 1000, default: 10, description: 'Dashboards connected at once; more get 503.' },
     SHUTDOWN_TIMEOUT_MS: { type: 'integer', minimum: 0, maximum: 600_000, default: 10_000, description: 'How long SIGTERM waits for in-flight requests before the process exits anyway.' }
   } satisfies Record<string, VariableSchema>)
   return schema
 }
 
 /** Prefixes owned by this service: a variable with one of them that the schema does not know is a typo, not someone else's. */
-const OWNED_PREFIXES = ['UPSTREAM_', 'AGGREGATE_', 'STALE_CACHE_', 'MERGE_POOL_', 'MERGE_INLINE_', 'LOAD_SHEDDING_']
+const OWNED_PREFIXES = ['UPSTREAM_', 'AGGREGATE_', 'STALE_CACHE_', 'MERGE_POOL_', 'MERGE_INLINE_', 'LOAD_SHEDDING_', 'OBSERVABILITY_', 'DASHBOARD_', 'METRICS_']
 
 /**
  * Reads and validates the configuration. This is the only place that reads `process.env`.
@@ -177,6 +190,13 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
       maxRssBytes: number('LOAD_SHEDDING_MAX_RSS_BYTES'),
       sampleIntervalMs: number('LOAD_SHEDDING_SAMPLE_INTERVAL_MS'),
       retryAfterSeconds: number('LOAD_SHEDDING_RETRY_AFTER_SECONDS')
+    }),
+    observability: Object.freeze({
+      metricsEnabled: values.METRICS_ENABLED as boolean,
+      dashboardEnabled: values.DASHBOARD_ENABLED as boolean,
+      port: values.OBSERVABILITY_PORT as number | undefined,
+      host: values.OBSERVABILITY_HOST as string,
+      maxDashboardClients: number('DASHBOARD_MAX_CLIENTS')
     }),
     shutdownTimeoutMs: number('SHUTDOWN_TIMEOUT_MS')
   })

@@ -2,6 +2,7 @@ import { Pool } from 'undici'
 import type { UpstreamConfig } from '../config.js'
 import { BulkheadRejectedError, createBulkhead, type BulkheadState } from '../lib/bulkhead.js'
 import { UpstreamCallError } from '../lib/errors.js'
+import { linkedSignal } from '../lib/linked-signal.js'
 import { UPSTREAMS, type UpstreamName } from '../lib/upstreams.js'
 
 export interface FetchOptions {
@@ -18,6 +19,8 @@ export interface UpstreamClient {
   readonly bulkhead: BulkheadState
   /** The user's raw body from this upstream, or an {@link UpstreamCallError}. */
   fetchBody (userId: string, options: FetchOptions): Promise<Uint8Array>
+  /** Connection pool state, for telemetry. */
+  connectionStats (): { connected: number, free: number, pending: number, running: number, size: number }
   close (): Promise<void>
 }
 
@@ -26,7 +29,7 @@ export interface TransportOptions {
   keepAliveTimeoutMs: number
 }
 
-// undici's own timers are coarse (see undici#1987); the per-call AbortSignal is the real timeout and these only a net.
+// undici's own timers are coarse (see undici#1987); the per-call signal is the real timeout and these only a net.
 const SAFETY_NET_MS = 1000
 
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT'])
@@ -70,7 +73,7 @@ export function createUpstreamClient (config: UpstreamConfig, transport: Transpo
 
   async function fetchBody (userId: string, { signal, budgetMs, requestId }: FetchOptions): Promise<Uint8Array> {
     if (budgetMs <= 0) throw new UpstreamCallError(name, 'timeout', { reason: 'no time left before the deadline' })
-    const callSignal = AbortSignal.any([signal, AbortSignal.timeout(budgetMs)])
+    const { signal: callSignal, release } = linkedSignal([signal], budgetMs)
     try {
       return await bulkhead.run(() => request(userId, callSignal, budgetMs, requestId), { signal: callSignal, budgetMs })
     } catch (error) {
@@ -81,6 +84,8 @@ export function createUpstreamClient (config: UpstreamConfig, transport: Transpo
       }
       const code = (error as { code?: string }).code
       throw new UpstreamCallError(name, code && TIMEOUT_CODES.has(code) ? 'timeout' : 'error', { cause: error, reason: code })
+    } finally {
+      release()
     }
   }
 
@@ -89,6 +94,10 @@ export function createUpstreamClient (config: UpstreamConfig, transport: Transpo
     timeoutMs,
     bulkhead,
     fetchBody,
+    connectionStats: () => {
+      const { connected, free, pending, running, size } = pool.stats
+      return { connected, free, pending, running, size }
+    },
     close: () => pool.close()
   }
 }

@@ -1,4 +1,5 @@
 import { callBudgetMs, startDeadline } from './deadline.js'
+import { linkedSignal } from './linked-signal.js'
 import {
   RequiredUpstreamBusyError, RequiredUpstreamFailedError, RequiredUpstreamTimeoutError, UpstreamCallError, UserNotFoundError
 } from './errors.js'
@@ -90,7 +91,7 @@ export function createAggregator (options: AggregatorOptions) {
     const deadline = startDeadline(deadlineMs, signal)
     // Aborted when a required upstream fails: the other calls are of no use any more.
     const giveUp = new AbortController()
-    const callSignal = AbortSignal.any([deadline.signal, giveUp.signal])
+    const { signal: callSignal, release } = linkedSignal([deadline.signal, giveUp.signal])
 
     const calls = UPSTREAM_NAMES.map(async (name): Promise<[UpstreamName, CallOutcome]> => {
       const startedAt = performance.now()
@@ -104,7 +105,9 @@ export function createAggregator (options: AggregatorOptions) {
         return [name, { failure, latencyMs: elapsedSince(startedAt) }]
       }
     })
-    return { deadline, outcomes: Object.fromEntries(await Promise.all(calls)) as Record<UpstreamName, CallOutcome> }
+    const outcomes = Object.fromEntries(await Promise.all(calls)) as Record<UpstreamName, CallOutcome>
+    release()
+    return { deadline, outcomes }
   }
 
   /** The merge's input: each upstream's body, and its last good one where that may be needed. */
@@ -138,6 +141,14 @@ export function createAggregator (options: AggregatorOptions) {
   async function aggregate (userId: string, { signal, requestId }: { signal: AbortSignal, requestId: string }): Promise<AggregateOutcome> {
     const startedAt = performance.now()
     const { deadline, outcomes } = await fanOut(userId, signal, requestId)
+    try {
+      return await mergeAndReport(userId, outcomes, deadline.signal, startedAt)
+    } finally {
+      deadline.release()
+    }
+  }
+
+  async function mergeAndReport (userId: string, outcomes: Record<UpstreamName, CallOutcome>, deadlineSignal: AbortSignal, startedAt: number): Promise<AggregateOutcome> {
     const callReports = {} as UpstreamReports
     for (const name of UPSTREAM_NAMES) {
       const outcome = outcomes[name]
@@ -149,7 +160,7 @@ export function createAggregator (options: AggregatorOptions) {
 
     let merged: MergeResult
     try {
-      merged = await mergeWithFallbacks(userId, outcomes, deadline.signal)
+      merged = await mergeWithFallbacks(userId, outcomes, deadlineSignal)
     } catch (error) {
       return { ok: false, error: error as Error, upstreams: callReports }
     }

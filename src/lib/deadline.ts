@@ -2,8 +2,12 @@
  * The time budget of one request. Its signal aborts when the budget runs out or when the parent signal
  * (client disconnect, handler timeout) aborts, so everything that waits on it can be cancelled from one place.
  */
+import { linkedSignal } from './linked-signal.js'
+
 export interface Deadline {
   readonly signal: AbortSignal
+  /** Stops the deadline's timer once the request is answered. */
+  release (): void
   /** Milliseconds left, never negative. */
   remainingMs (): number
   /** True when the request itself went away, as opposed to the budget running out. */
@@ -15,8 +19,10 @@ export interface Deadline {
  */
 export function startDeadline (budgetMs: number, parent: AbortSignal): Deadline {
   const expiresAt = performance.now() + budgetMs
+  const { signal, release } = linkedSignal([parent], budgetMs)
   return {
-    signal: AbortSignal.any([parent, AbortSignal.timeout(budgetMs)]),
+    signal,
+    release,
     remainingMs: () => Math.max(0, expiresAt - performance.now()),
     cancelledByClient: () => parent.aborted
   }

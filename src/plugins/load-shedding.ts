@@ -1,4 +1,5 @@
-import underPressure from '@fastify/under-pressure'
+import underPressure, { type FastifyUnderPressureOptions } from '@fastify/under-pressure'
+import type { FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { OverloadedError } from '../lib/errors.js'
 
@@ -19,11 +20,16 @@ export default fp(async function loadShedding (fastify) {
     maxHeapUsedBytes: settings.maxHeapUsedBytes,
     maxRssBytes: settings.maxRssBytes,
     sampleInterval: settings.sampleIntervalMs,
-    retryAfter: settings.retryAfterSeconds,
-    customError: OverloadedError,
-    exposeStatusRoute: false
+    exposeStatusRoute: false,
+    // Counts each shed request by the limit it hit, then answers like every other 503. under-pressure sends whatever
+    // the handler returns (README: "any other return value ... will be sent"); its types only say void.
+    pressureHandler: ((_request: FastifyRequest, reply: FastifyReply, type: string) => {
+      fastify.telemetry.recordShed(type)
+      reply.code(503).header('retry-after', settings.retryAfterSeconds)
+      return new OverloadedError()
+    }) as unknown as FastifyUnderPressureOptions['pressureHandler']
   })
-}, { name: 'load-shedding', dependencies: ['config'] })
+}, { name: 'load-shedding', dependencies: ['config', 'telemetry'] })
 
 /** Route config for routes that must answer even under pressure (liveness, readiness): the check lets them through. */
 export const neverShed = { pressureHandler: () => undefined }

@@ -3,9 +3,10 @@ import fp from 'fastify-plugin'
 import { Piscina } from 'piscina'
 import type { MergeRunner } from '../lib/aggregator.js'
 import { MergeQueueFullError, MergeQueueTimeoutError } from '../lib/errors.js'
-import { mergeSections, type MergeInput, type MergeResult } from '../lib/merge/merge-sections.js'
+import { MERGE_WORK_COUNTERS, mergeSections, type MergeInput, type MergeResult } from '../lib/merge/merge-sections.js'
+import { sharedCounters } from '../lib/shared-counters.js'
 import { UPSTREAM_NAMES } from '../lib/upstreams.js'
-import type { MergeTask } from '../workers/merge-worker.js'
+import type { MergeTask, MergeTaskResult } from '../workers/merge-worker.js'
 
 export interface MergePool {
   run: MergeRunner
@@ -43,13 +44,16 @@ const warmUpInput = (): MergeInput => ({
  */
 export default fp(async function mergePool (fastify) {
   const { threads, maxQueue, inlineMaxBytes, maxHeapMb } = fastify.config.mergePool
-  const pool = new Piscina<MergeTask, MergeResult>({
+  // Work counted inside the threads (merges, candidates scored, ...): shared memory, updated with Atomics.
+  const work = sharedCounters(MERGE_WORK_COUNTERS)
+  const pool = new Piscina<MergeTask, MergeTaskResult>({
     filename: workerFile,
     minThreads: threads,
     maxThreads: threads,
     idleTimeout: Number.POSITIVE_INFINITY,
     execArgv: fromSource ? ['--import', 'tsx'] : [],
-    resourceLimits: { maxOldGenerationSizeMb: maxHeapMb }
+    resourceLimits: { maxOldGenerationSizeMb: maxHeapMb },
+    workerData: { workCounters: work.buffer }
   })
   let closing = false
   // Merges handed to the pool and not yet settled. piscina 5 does not apply maxQueue to tasks submitted with a signal
@@ -68,8 +72,11 @@ export default fp(async function mergePool (fastify) {
     const onAbort = () => { if (Atomics.load(started, 0) === 0) cancelIfQueued.abort() }
     signal.addEventListener('abort', onAbort, { once: true })
     const transferList = UPSTREAM_NAMES.flatMap((name) => input.sections[name].fresh?.buffer ?? [])
+    const submittedAt = performance.timeOrigin + performance.now()
     try {
-      return await pool.run({ input, started }, { transferList: transferList as ArrayBuffer[], signal: cancelIfQueued.signal })
+      const { result, startedAt, finishedAt } = await pool.run({ input, started }, { transferList: transferList as ArrayBuffer[], signal: cancelIfQueued.signal })
+      fastify.telemetry.recordMergeTiming(Math.max(0, startedAt - submittedAt), finishedAt - startedAt)
+      return result
     } catch (error) {
       if (cancelIfQueued.signal.aborted) throw new MergeQueueTimeoutError()
       throw error
@@ -79,11 +86,26 @@ export default fp(async function mergePool (fastify) {
     }
   }
 
+  function runInline (input: MergeInput): MergeResult {
+    const startedAt = performance.now()
+    const result = mergeSections(input)
+    fastify.telemetry.recordMergeTiming(0, performance.now() - startedAt)
+    work.add('tasks')
+    work.add('candidatesScored', result.work.candidatesScored)
+    work.add('bytesParsed', result.work.bytesParsed)
+    work.add('malformedBodies', result.malformed.length)
+    return result
+  }
+
   const run: MergeRunner = (input, signal) => {
-    // Below the measured threshold, posting to a thread costs more than the merge itself (see the README).
-    if (bodyBytes(input) <= inlineMaxBytes) return Promise.resolve(mergeSections(input))
+    // Inline only when configured for it (the benchmark's baseline): handing off costs the loop less at every size.
+    if (bodyBytes(input) <= inlineMaxBytes) return Promise.resolve(runInline(input))
     return runInPool(input, signal)
   }
+
+  fastify.telemetry.setMergePoolStateSource(() => ({
+    threads: pool.threads.length, queueSize: pool.queueSize, maxQueue, utilization: pool.utilization, work: work.readAll()
+  }))
 
   fastify.decorate<MergePool>('mergePool', {
     run,
@@ -97,4 +119,4 @@ export default fp(async function mergePool (fastify) {
     closing = true
     await pool.close()
   })
-}, { name: 'merge-pool', dependencies: ['config'] })
+}, { name: 'merge-pool', dependencies: ['config', 'telemetry'] })

@@ -1,5 +1,6 @@
-import { move, transferableSymbol, valueSymbol } from 'piscina'
-import { mergeSections, type MergeInput, type MergeResult } from '../lib/merge/merge-sections.js'
+import { move, transferableSymbol, valueSymbol, workerData } from 'piscina'
+import { MERGE_WORK_COUNTERS, mergeSections, type MergeInput, type MergeResult } from '../lib/merge/merge-sections.js'
+import { sharedCounters } from '../lib/shared-counters.js'
 
 export interface MergeTask {
   input: MergeInput
@@ -7,16 +8,34 @@ export interface MergeTask {
   started: Int32Array
 }
 
+export interface MergeTaskResult {
+  result: MergeResult
+  /** Wall-clock epoch milliseconds (performance.timeOrigin + now), comparable across threads. */
+  startedAt: number
+  finishedAt: number
+}
+
+// Shared with the main thread and every other merge thread: updated with Atomics only.
+const work = workerData?.workCounters ? sharedCounters(MERGE_WORK_COUNTERS, workerData.workCounters as SharedArrayBuffer) : undefined
+
+const now = () => performance.timeOrigin + performance.now()
+
 /**
  * Piscina entry point: parses the upstream bodies and merges them off the event loop. The valid bodies are moved back
  * (not copied) so the caller can keep them as last-good values.
  */
 export default function runMergeTask ({ input, started }: MergeTask) {
   Atomics.store(started, 0, 1)
+  const startedAt = now()
   const result = mergeSections(input)
+  work?.add('tasks')
+  work?.add('candidatesScored', result.work.candidatesScored)
+  work?.add('bytesParsed', result.work.bytesParsed)
+  work?.add('malformedBodies', result.malformed.length)
   const buffers = [...new Set(Object.values(result.validFresh).map((body) => body.buffer))]
+  const value: MergeTaskResult = { result, startedAt, finishedAt: now() }
   return move({
     get [transferableSymbol] () { return buffers },
-    get [valueSymbol] (): MergeResult { return result }
+    get [valueSymbol] () { return value }
   } as unknown as ArrayBuffer)
 }

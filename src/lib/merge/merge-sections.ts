@@ -32,6 +32,9 @@ export interface AggregateSections {
   loyalty?: LoyaltySummary
 }
 
+/** Work a merge did, counted across every thread (see src/lib/shared-counters.ts). */
+export const MERGE_WORK_COUNTERS = ['tasks', 'candidatesScored', 'bytesParsed', 'malformedBodies'] as const
+
 export interface MergeResult {
   sections: AggregateSections
   sources: Record<UpstreamName, SectionSource>
@@ -39,6 +42,7 @@ export interface MergeResult {
   malformed: UpstreamName[]
   /** Fresh bodies that were valid, handed back so the caller can keep them as last-good values. */
   validFresh: Partial<Record<UpstreamName, Uint8Array>>
+  work: { candidatesScored: number, bytesParsed: number }
 }
 
 interface Payloads {
@@ -75,9 +79,11 @@ export function mergeSections (input: MergeInput): MergeResult {
   const malformed: UpstreamName[] = []
   const validFresh: MergeResult['validFresh'] = {}
   const payloads: Partial<Payloads> = {}
+  let bytesParsed = 0
 
   for (const name of UPSTREAM_NAMES) {
     const { fresh, stale, otherwise } = input.sections[name]
+    bytesParsed += (fresh?.byteLength ?? 0) + (stale?.byteLength ?? 0)
     let payload = fresh && tryRead(name, fresh)
     if (payload !== undefined) {
       sources[name] = 'fresh'
@@ -92,7 +98,7 @@ export function mergeSections (input: MergeInput): MergeResult {
 
   const { profile, orders, recommendations, inventory, loyalty } = payloads
   const ordersSummary = orders ? summariseOrders(orders) : EMPTY_ORDERS_SUMMARY
-  const ranked = recommendations
+  const { ranked, candidatesScored } = recommendations
     ? rankRecommendations({
       candidates: recommendations.candidates,
       orders: orders?.orders ?? [],
@@ -101,7 +107,7 @@ export function mergeSections (input: MergeInput): MergeResult {
       favouriteCategories: profile?.preferences.favouriteCategories ?? [],
       topK: input.topK
     })
-    : []
+    : { ranked: [], candidatesScored: 0 }
 
   const built: Required<AggregateSections> = {
     profile: profile!,
@@ -114,5 +120,5 @@ export function mergeSections (input: MergeInput): MergeResult {
   for (const name of UPSTREAM_NAMES) {
     if (sources[name] !== 'omitted') (sections as Record<UpstreamName, unknown>)[name] = built[name]
   }
-  return { sections, sources, malformed, validFresh }
+  return { sections, sources, malformed, validFresh, work: { candidatesScored, bytesParsed } }
 }

@@ -71,9 +71,9 @@ function purchaseProfile (orders: Order[]) {
 
 /**
  * Scores every candidate against the user's purchase history, drops what they already own and what is out of stock,
- * and returns the top K after a diversity re-rank (maximal marginal relevance), best first.
+ * and returns the top K after a diversity re-rank (maximal marginal relevance), best first, with how many it scored.
  */
-export function rankRecommendations (input: RankingInput): RankedRecommendation[] {
+export function rankRecommendations (input: RankingInput): { ranked: RankedRecommendation[], candidatesScored: number } {
   const { taste, anchors, purchased, hasHistory } = purchaseProfile(input.orders)
   const favourites = new Set(input.favouriteCategories)
   const scored: Array<{ candidate: Candidate, vector: Float64Array, score: number, available: number | null }> = []
@@ -117,7 +117,7 @@ export function rankRecommendations (input: RankingInput): RankedRecommendation[
     picked.push(pool.splice(bestIndex, 1)[0]!)
   }
 
-  return picked.map(({ candidate, score, available }) => ({
+  const ranked = picked.map(({ candidate, score, available }) => ({
     productId: candidate.productId,
     title: candidate.title,
     category: candidate.category,
@@ -125,4 +125,5 @@ export function rankRecommendations (input: RankingInput): RankedRecommendation[
     score: Math.round(score * 10_000) / 10_000,
     available
   }))
+  return { ranked, candidatesScored: scored.length }
 }
