@@ -13,6 +13,7 @@ COPY src ./src
 COPY mock-services ./mock-services
 COPY scripts ./scripts
 COPY bench ./bench
+COPY public ./public
 RUN npm run build
 
 # --- loadtest: autocannon against the gateway from inside the compose network (compose profile "loadtest") -------

@@ -1,15 +1,19 @@
 import type { UpstreamReports, UpstreamStatus } from './aggregator.js'
 import { UPSTREAM_NAMES, type UpstreamName } from './upstreams.js'
 
-// Rolling per-second statistics for the live dashboard, in the manner of Hystrix's rolling windows: a ring of
-// one-second buckets; rates and percentiles over the last few seconds; health from the last two.
+// Rolling statistics for the live dashboard, in the manner of Hystrix's rolling windows: a ring of quarter-second
+// buckets; rates and percentiles over the last few seconds; health from the last second, so a failing upstream shows
+// within two seconds even with one snapshot a second (worst case: 200 ms timeout + half a second of failures + 1 s tick).
 
 // Latency histogram bounds (ms), roughly log-spaced: precise enough for p50/p99 on a dashboard, fixed memory.
 const LATENCY_BOUNDS_MS = [1, 2, 3, 5, 7, 10, 15, 20, 30, 40, 50, 70, 100, 130, 160, 200, 250, 300, 400, 500, 700, 1000, 1500, 2000, 3000, 5000, 10_000]
-const RING_SECONDS = 64
+const BUCKET_MS = 250
+const BUCKETS_PER_SECOND = 1000 / BUCKET_MS
+const RING_BUCKETS = 64 * BUCKETS_PER_SECOND
+const HEALTH_BUCKETS = BUCKETS_PER_SECOND
 
 interface Bucket {
-  second: number
+  slot: number
   calls: number
   byStatus: Record<UpstreamStatus, number>
   fallbacks: number
@@ -23,16 +27,16 @@ function latencyBucket (latencyMs: number): number {
   return index === -1 ? LATENCY_BOUNDS_MS.length : index
 }
 
-/** A ring of one-second buckets for one stream of calls. */
+/** A ring of quarter-second buckets for one stream of calls; a slot is a bucket's number since the epoch. */
 function createRing () {
-  const ring: Bucket[] = Array.from({ length: RING_SECONDS }, () => ({
-    second: -1, calls: 0, byStatus: emptyStatusCounts(), fallbacks: 0, latency: new Uint32Array(LATENCY_BOUNDS_MS.length + 1)
+  const ring: Bucket[] = Array.from({ length: RING_BUCKETS }, () => ({
+    slot: -1, calls: 0, byStatus: emptyStatusCounts(), fallbacks: 0, latency: new Uint32Array(LATENCY_BOUNDS_MS.length + 1)
   }))
 
-  function bucketFor (second: number): Bucket {
-    const bucket = ring[second % RING_SECONDS]!
-    if (bucket.second !== second) {
-      bucket.second = second
+  function bucketFor (slot: number): Bucket {
+    const bucket = ring[slot % RING_BUCKETS]!
+    if (bucket.slot !== slot) {
+      bucket.slot = slot
       bucket.calls = 0
       bucket.byStatus = emptyStatusCounts()
       bucket.fallbacks = 0
@@ -41,20 +45,20 @@ function createRing () {
     return bucket
   }
 
-  function record (second: number, status: UpstreamStatus, latencyMs: number, fallback: boolean) {
-    const bucket = bucketFor(second)
+  function record (slot: number, status: UpstreamStatus, latencyMs: number, fallback: boolean) {
+    const bucket = bucketFor(slot)
     bucket.calls++
     bucket.byStatus[status]++
     if (fallback) bucket.fallbacks++
     bucket.latency[latencyBucket(latencyMs)]!++
   }
 
-  /** Totals over the `seconds` complete seconds before `now` (the current, partial second is left out). */
-  function window (nowSecond: number, seconds: number) {
+  /** Totals over the `count` buckets before slot `end` (exclusive). */
+  function window (end: number, count: number) {
     const totals = { calls: 0, byStatus: emptyStatusCounts(), fallbacks: 0, latency: new Uint32Array(LATENCY_BOUNDS_MS.length + 1) }
-    for (let second = nowSecond - seconds; second < nowSecond; second++) {
-      const bucket = ring[((second % RING_SECONDS) + RING_SECONDS) % RING_SECONDS]!
-      if (bucket.second !== second) continue
+    for (let slot = end - count; slot < end; slot++) {
+      const bucket = ring[((slot % RING_BUCKETS) + RING_BUCKETS) % RING_BUCKETS]!
+      if (bucket.slot !== slot) continue
       totals.calls += bucket.calls
       totals.fallbacks += bucket.fallbacks
       for (const status of Object.keys(totals.byStatus) as UpstreamStatus[]) totals.byStatus[status] += bucket.byStatus[status]
@@ -89,14 +93,14 @@ export interface StreamStats {
   timeoutRate: number
   rejectedRate: number
   fallbackRate: number
-  /** From the last two seconds only (the current one included), so a failure shows at once. */
+  /** From the last second only (the current bucket included), so a failure shows at once. */
   health: Health
 }
 
-function summarise (ring: ReturnType<typeof createRing>, nowSecond: number, windowSeconds: number): StreamStats {
-  const totals = ring.window(nowSecond, windowSeconds)
-  // The current, partial second and the one before: recent enough that a failing upstream shows within two seconds.
-  const recent = ring.window(nowSecond + 1, 2)
+function summarise (ring: ReturnType<typeof createRing>, nowSlot: number, windowSeconds: number): StreamStats {
+  // Rates and percentiles over complete buckets; health over the last second, the current, partial bucket included.
+  const totals = ring.window(nowSlot, windowSeconds * BUCKETS_PER_SECOND)
+  const recent = ring.window(nowSlot + 1, HEALTH_BUCKETS)
   const share = (count: number, total: number) => total === 0 ? 0 : Math.round((count / total) * 1000) / 1000
   const failed = (counts: typeof totals) => counts.byStatus.timeout + counts.byStatus.error + counts.byStatus.malformed + counts.byStatus.rejected
   const recentFailure = share(failed(recent), recent.calls)
@@ -119,13 +123,13 @@ export function createLiveStats ({ windowSeconds = 10, clock = () => Date.now() 
   const upstreams = Object.fromEntries(UPSTREAM_NAMES.map((name) => [name, createRing()])) as Record<UpstreamName, ReturnType<typeof createRing>>
   const requests = createRing()
   const shed = createRing()
-  const second = () => Math.floor(clock() / 1000)
+  const currentSlot = () => Math.floor(clock() / BUCKET_MS)
 
   return {
     windowSeconds,
     /** One aggregate request: its overall outcome and what each upstream did. */
     recordAggregate (statusCode: number, durationMs: number, reports: UpstreamReports | null) {
-      const now = second()
+      const now = currentSlot()
       const complete = reports !== null && UPSTREAM_NAMES.every((name) => reports[name].status === 'ok')
       requests.record(now, statusCode >= 500 ? 'error' : 'ok', durationMs, statusCode === 200 && !complete)
       if (!reports) return
@@ -135,16 +139,16 @@ export function createLiveStats ({ windowSeconds = 10, clock = () => Date.now() 
       }
     },
     recordShed () {
-      shed.record(second(), 'rejected', 0, false)
+      shed.record(currentSlot(), 'rejected', 0, false)
     },
-    /** Statistics over the last `windowSeconds` complete seconds. */
+    /** Statistics over the last `windowSeconds` seconds. */
     summary () {
-      const now = second()
+      const now = currentSlot()
       const requestStats = summarise(requests, now, windowSeconds)
       return {
         // For requests, "fallbackRate" is the share of partial 200s.
         requests: { rate: requestStats.rate, p50Ms: requestStats.p50Ms, p99Ms: requestStats.p99Ms, errorRate: requestStats.errorRate, partialRate: requestStats.fallbackRate },
-        shedRate: Math.round((shed.window(now, windowSeconds).calls / windowSeconds) * 10) / 10,
+        shedRate: Math.round((shed.window(now, windowSeconds * BUCKETS_PER_SECOND).calls / windowSeconds) * 10) / 10,
         upstreams: Object.fromEntries(UPSTREAM_NAMES.map((name) => [name, summarise(upstreams[name], now, windowSeconds)])) as Record<UpstreamName, StreamStats>
       }
     }

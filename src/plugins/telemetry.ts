@@ -190,18 +190,30 @@ export default fp(async function telemetry (fastify) {
     }
   }
 
-  const ticker = setInterval(() => {
-    const utilization = performance.eventLoopUtilization(lastUtilization)
-    lastUtilization = performance.eventLoopUtilization()
-    eventLoop.utilization = Math.round(utilization.utilization * 1000) / 1000
-    eventLoop.delayP99Ms = Number.isNaN(delay.percentile(99)) ? 0 : Math.round(delay.percentile(99) / 1e4) / 100
-    delay.reset()
-    mergeWaitRecent.roll()
-    mergeRunRecent.roll()
-    if (subscribers.size === 0) return
+  // One snapshot a second; health is checked four times a second, and a change is pushed at once, so a failing
+  // upstream shows on the dashboard without waiting for the next second.
+  let ticks = 0
+  let lastHealth = ''
+  const broadcast = () => {
     latest = buildSnapshot()
+    lastHealth = UPSTREAM_NAMES.map((name) => latest.upstreams[name].health).join()
     for (const listener of subscribers) listener(latest)
-  }, SECONDS)
+  }
+  const ticker = setInterval(() => {
+    if (++ticks % 4 === 0) {
+      const utilization = performance.eventLoopUtilization(lastUtilization)
+      lastUtilization = performance.eventLoopUtilization()
+      eventLoop.utilization = Math.round(utilization.utilization * 1000) / 1000
+      eventLoop.delayP99Ms = Number.isNaN(delay.percentile(99)) ? 0 : Math.round(delay.percentile(99) / 1e4) / 100
+      delay.reset()
+      mergeWaitRecent.roll()
+      mergeRunRecent.roll()
+      if (subscribers.size > 0) broadcast()
+    } else if (subscribers.size > 0) {
+      const summary = liveStats.summary()
+      if (UPSTREAM_NAMES.map((name) => summary.upstreams[name].health).join() !== lastHealth) broadcast()
+    }
+  }, SECONDS / 4)
   ticker.unref()
 
   fastify.addHook('onResponse', async (request, reply) => {

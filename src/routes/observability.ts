@@ -11,12 +11,13 @@ export interface ObservabilityRoutesOptions {
   retryAfterSeconds: number
 }
 
-// The dashboard is three static files with no build step; read once at start.
+// The dashboard is a few static files with no build step; read once at start.
 const DASHBOARD_FILES = new URL('../../public/dashboard/', import.meta.url)
 const ASSETS = {
   'index.html': 'text/html; charset=utf-8',
   'app.js': 'text/javascript; charset=utf-8',
-  'style.css': 'text/css; charset=utf-8'
+  'style.css': 'text/css; charset=utf-8',
+  'favicon.svg': 'image/svg+xml'
 } as const
 
 // Nothing inline, nothing from elsewhere: the page can only run its own script and talk to its own origin.

@@ -127,6 +127,19 @@ async function main () {
   ok(`partial aggregate within the deadline while recommendations hangs (${Math.round(partial.ms)} ms, fallback ${partial.body.meta.upstreams.recommendations.fallback})`)
   setMock('recommendations', 4003, { mode: 'normal' })
 
+  const metrics = await fetch('http://127.0.0.1:9464/metrics', { signal: timeoutSignal(10_000) })
+  assert.equal(metrics.status, 200)
+  const metricsText = await metrics.text()
+  assert.match(metricsText, /^aggregate_upstream_call_duration_seconds_count\{upstream="recommendations",outcome="timeout"\} [1-9]/m)
+  assert.equal((await fetch(`${gateway}/metrics`, { signal: timeoutSignal(10_000) })).status, 404)
+  const promtool = spawnSync('promtool', ['check', 'metrics'], { input: metricsText, encoding: 'utf8' })
+  if (promtool.error === undefined) assert.equal(promtool.status, 0, promtool.stdout + promtool.stderr)
+  assert.equal((await fetch('http://127.0.0.1:9464/dashboard', { signal: timeoutSignal(10_000) })).status, 200)
+  ok(`metrics and dashboard on 127.0.0.1:9464, not on the public port${promtool.error === undefined ? '; promtool check metrics passes' : ''}`)
+
+  compose(['--profile', 'observability', 'config', '-q'], { quiet: true })
+  ok('the observability profile (Prometheus + Grafana) is a valid compose configuration')
+
   const bad = await getJson('/aggregate/..%2Fetc')
   assert.equal(bad.status, 400)
   assert.equal(bad.body.code, 'AGG_ERR_BAD_REQUEST')
