@@ -3,10 +3,10 @@ import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 import { Piscina } from 'piscina'
 import { inventoryFor, loyaltyFor, ordersFor, profileFor, recommendationsFor } from '../mock-services/data.js'
-import { mergeSections, type MergeInput, type MergeResult } from '../src/lib/merge/merge-sections.js'
+import { mergeSections, type MergeInput } from '../src/lib/merge/merge-sections.js'
 import { parseJson } from '../src/lib/merge/payloads.js'
 import { UPSTREAM_NAMES, type UpstreamName } from '../src/lib/upstreams.js'
-import type { MergeTask } from '../src/workers/merge-worker.js'
+import type { MergeTaskResult } from '../src/workers/merge-worker.js'
 
 // Where should the merge run? For each payload scale, how much event-loop time one request's merge costs:
 //   parse only  JSON.parse of the five bodies on the loop (what the loop would pay just to parse them)
@@ -56,17 +56,14 @@ async function loopTimePerCall (rounds: number, prepare: () => MergeInput, run: 
 export async function measureMergePlacement ({ scales = [0.05, 0.25, 1, 5, 10], rounds = 40 } = {}): Promise<PlacementRow[]> {
   const workerFile = new URL('../src/workers/merge-worker.js', import.meta.url)
   const fromSource = fileURLToPath(import.meta.url).endsWith('.ts')
-  const pool = new Piscina<MergeTask, MergeResult>({
+  const pool = new Piscina<MergeInput, MergeTaskResult>({
     filename: fromSource ? workerFile.href.replace(/\.js$/, '.ts') : workerFile.href,
     minThreads: 1,
     maxThreads: 1,
     idleTimeout: Number.POSITIVE_INFINITY,
     execArgv: fromSource ? ['--import', 'tsx'] : []
   })
-  const runInPool = (input: MergeInput) => pool.run(
-    { input, started: new Int32Array(new SharedArrayBuffer(4)) },
-    { transferList: UPSTREAM_NAMES.map((name) => input.sections[name].fresh!.buffer as ArrayBuffer) }
-  )
+  const runInPool = (input: MergeInput) => pool.run(input, { transferList: UPSTREAM_NAMES.map((name) => input.sections[name].fresh!.buffer as ArrayBuffer) })
   const rows: PlacementRow[] = []
   try {
     for (const scale of scales) {

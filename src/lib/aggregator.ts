@@ -1,4 +1,4 @@
-import { callBudgetMs, startDeadline } from './deadline.js'
+import { callBudgetMs, startDeadline, type Deadline } from './deadline.js'
 import { linkedSignal } from './linked-signal.js'
 import {
   RequiredUpstreamBusyError, RequiredUpstreamFailedError, RequiredUpstreamTimeoutError, UpstreamCallError, UserNotFoundError
@@ -37,8 +37,11 @@ export interface BodyFetcher {
   fetchBody (userId: string, options: { signal: AbortSignal, budgetMs: number, requestId: string }): Promise<Uint8Array>
 }
 
-/** Runs the merge somewhere (worker pool or inline); aborting the signal cancels a merge that has not started. */
-export type MergeRunner = (input: MergeInput, signal: AbortSignal) => Promise<MergeResult>
+/**
+ * Runs the merge somewhere (worker pool or inline). Aborting the signal cancels a merge that has not started; one that
+ * could not start within `budgetMs` is refused at once.
+ */
+export type MergeRunner = (input: MergeInput, options: { signal: AbortSignal, budgetMs: number }) => Promise<MergeResult>
 
 export interface AggregatorOptions {
   fetchers: Record<UpstreamName, BodyFetcher>
@@ -129,12 +132,12 @@ export function createAggregator (options: AggregatorOptions) {
    * malformed; when one is and a last-good value exists, it merges once more with that value, reusing the valid bodies
    * the first merge handed back. The common case copies no cached body.
    */
-  async function mergeWithFallbacks (userId: string, outcomes: Record<UpstreamName, CallOutcome>, signal: AbortSignal): Promise<MergeResult> {
+  async function mergeWithFallbacks (userId: string, outcomes: Record<UpstreamName, CallOutcome>, deadline: Deadline): Promise<MergeResult> {
     const fresh = Object.fromEntries(UPSTREAM_NAMES.map((name) => [name, outcomes[name].body]))
-    const first = await merge(mergeInput(userId, fresh, (name) => !outcomes[name].body), signal)
+    const first = await merge(mergeInput(userId, fresh, (name) => !outcomes[name].body), { signal: deadline.signal, budgetMs: deadline.remainingMs() })
     const replaceable = first.malformed.filter((name) => fallbackSteps(fallbacks[name]).useStale && staleCache.get(name, userId) !== undefined)
     if (replaceable.length === 0) return first
-    const second = await merge(mergeInput(userId, first.validFresh, (name) => !first.validFresh[name]), signal)
+    const second = await merge(mergeInput(userId, first.validFresh, (name) => !first.validFresh[name]), { signal: deadline.signal, budgetMs: deadline.remainingMs() })
     return { ...second, malformed: first.malformed }
   }
 
@@ -142,13 +145,13 @@ export function createAggregator (options: AggregatorOptions) {
     const startedAt = performance.now()
     const { deadline, outcomes } = await fanOut(userId, signal, requestId)
     try {
-      return await mergeAndReport(userId, outcomes, deadline.signal, startedAt)
+      return await mergeAndReport(userId, outcomes, deadline, startedAt)
     } finally {
       deadline.release()
     }
   }
 
-  async function mergeAndReport (userId: string, outcomes: Record<UpstreamName, CallOutcome>, deadlineSignal: AbortSignal, startedAt: number): Promise<AggregateOutcome> {
+  async function mergeAndReport (userId: string, outcomes: Record<UpstreamName, CallOutcome>, deadline: Deadline, startedAt: number): Promise<AggregateOutcome> {
     const callReports = {} as UpstreamReports
     for (const name of UPSTREAM_NAMES) {
       const outcome = outcomes[name]
@@ -160,7 +163,7 @@ export function createAggregator (options: AggregatorOptions) {
 
     let merged: MergeResult
     try {
-      merged = await mergeWithFallbacks(userId, outcomes, deadlineSignal)
+      merged = await mergeWithFallbacks(userId, outcomes, deadline)
     } catch (error) {
       return { ok: false, error: error as Error, upstreams: callReports }
     }

@@ -2,11 +2,12 @@ import { fileURLToPath } from 'node:url'
 import fp from 'fastify-plugin'
 import { Piscina } from 'piscina'
 import type { MergeRunner } from '../lib/aggregator.js'
+import { BulkheadRejectedError, createBulkhead } from '../lib/bulkhead.js'
 import { MergeQueueFullError, MergeQueueTimeoutError } from '../lib/errors.js'
 import { MERGE_WORK_COUNTERS, mergeSections, type MergeInput, type MergeResult } from '../lib/merge/merge-sections.js'
 import { sharedCounters } from '../lib/shared-counters.js'
 import { UPSTREAM_NAMES } from '../lib/upstreams.js'
-import type { MergeTask, MergeTaskResult } from '../workers/merge-worker.js'
+import type { MergeTaskResult } from '../workers/merge-worker.js'
 
 export interface MergePool {
   run: MergeRunner
@@ -38,15 +39,17 @@ const warmUpInput = (): MergeInput => ({
 })
 
 /**
- * The worker pool that merges responses: sized to the cores, with a bounded queue. A merge still waiting in the queue
- * when its request's deadline passes (or its client leaves) is removed; a running one is left to finish, because
- * piscina can only cancel a running task by terminating its thread.
+ * The worker pool that merges responses: one thread per core, and in front of it a bounded, cancellable queue (the
+ * same bulkhead as the upstream calls) that lets at most one merge per thread into piscina. So piscina never queues:
+ * a merge still waiting when its request's deadline passes, or its client leaves, is dropped from our queue, and a
+ * merge that has started always finishes. (piscina cancels a running task by terminating its thread, piscina#156, and
+ * does not apply maxQueue to tasks submitted with a signal.)
  */
 export default fp(async function mergePool (fastify) {
   const { threads, maxQueue, inlineMaxBytes, maxHeapMb } = fastify.config.mergePool
   // Work counted inside the threads (merges, candidates scored, ...): shared memory, updated with Atomics.
   const work = sharedCounters(MERGE_WORK_COUNTERS)
-  const pool = new Piscina<MergeTask, MergeTaskResult>({
+  const pool = new Piscina<MergeInput, MergeTaskResult>({
     filename: workerFile,
     minThreads: threads,
     maxThreads: threads,
@@ -55,34 +58,24 @@ export default fp(async function mergePool (fastify) {
     resourceLimits: { maxOldGenerationSizeMb: maxHeapMb },
     workerData: { workCounters: work.buffer }
   })
+  const admission = createBulkhead({ concurrency: threads, maxQueue })
   let closing = false
-  // Merges handed to the pool and not yet settled. piscina 5 does not apply maxQueue to tasks submitted with a signal
-  // (they wait in a separate queue it never counts), so the bound is enforced here.
-  let admitted = 0
 
   // One task per thread loads the worker module and warms the merge code before the server says it is ready.
-  await Promise.all(Array.from({ length: threads }, () => pool.run({ input: warmUpInput(), started: new Int32Array(new SharedArrayBuffer(4)) })))
+  await Promise.all(Array.from({ length: threads }, () => pool.run(warmUpInput())))
 
-  async function runInPool (input: MergeInput, signal: AbortSignal): Promise<MergeResult> {
-    if (signal.aborted) throw new MergeQueueTimeoutError()
-    if (admitted >= threads + maxQueue) throw new MergeQueueFullError()
-    admitted++
-    const started = new Int32Array(new SharedArrayBuffer(4))
-    const cancelIfQueued = new AbortController()
-    const onAbort = () => { if (Atomics.load(started, 0) === 0) cancelIfQueued.abort() }
-    signal.addEventListener('abort', onAbort, { once: true })
-    const transferList = UPSTREAM_NAMES.flatMap((name) => input.sections[name].fresh?.buffer ?? [])
+  async function runInPool (input: MergeInput, signal: AbortSignal, budgetMs: number): Promise<MergeResult> {
+    const transferList = UPSTREAM_NAMES.flatMap((name) => input.sections[name].fresh?.buffer ?? []) as ArrayBuffer[]
     const submittedAt = performance.timeOrigin + performance.now()
     try {
-      const { result, startedAt, finishedAt } = await pool.run({ input, started }, { transferList: transferList as ArrayBuffer[], signal: cancelIfQueued.signal })
+      const { result, startedAt, finishedAt } = await admission.run(() => pool.run(input, { transferList }), { signal, budgetMs })
       fastify.telemetry.recordMergeTiming(Math.max(0, startedAt - submittedAt), finishedAt - startedAt)
       return result
     } catch (error) {
-      if (cancelIfQueued.signal.aborted) throw new MergeQueueTimeoutError()
+      if (error instanceof BulkheadRejectedError) throw error.reason === 'queue-full' ? new MergeQueueFullError() : new MergeQueueTimeoutError()
+      // Left the queue because the deadline passed or the client went away: it never reached a thread.
+      if (signal.aborted && error === signal.reason) throw new MergeQueueTimeoutError()
       throw error
-    } finally {
-      admitted--
-      signal.removeEventListener('abort', onAbort)
     }
   }
 
@@ -97,22 +90,19 @@ export default fp(async function mergePool (fastify) {
     return result
   }
 
-  const run: MergeRunner = (input, signal) => {
+  const run: MergeRunner = (input, { signal, budgetMs }) => {
     // Inline only when configured for it (the benchmark's baseline): handing off costs the loop less at every size.
     if (bodyBytes(input) <= inlineMaxBytes) return Promise.resolve(runInline(input))
-    return runInPool(input, signal)
+    return runInPool(input, signal, budgetMs)
   }
 
-  fastify.telemetry.setMergePoolStateSource(() => ({
-    threads: pool.threads.length, queueSize: pool.queueSize, maxQueue, utilization: pool.utilization, work: work.readAll()
-  }))
+  const stats = () => ({ threads: pool.threads.length, queueSize: admission.queued, maxQueue, utilization: pool.utilization, completed: pool.completed })
+  fastify.telemetry.setMergePoolStateSource(() => ({ ...stats(), work: work.readAll() }))
 
   fastify.decorate<MergePool>('mergePool', {
     run,
     isReady: () => !closing && pool.threads.length > 0,
-    get stats () {
-      return { threads: pool.threads.length, queueSize: pool.queueSize, maxQueue, utilization: pool.utilization, completed: pool.completed }
-    }
+    get stats () { return stats() }
   })
 
   fastify.addHook('onClose', async () => {

@@ -2,12 +2,6 @@ import { move, transferableSymbol, valueSymbol, workerData } from 'piscina'
 import { MERGE_WORK_COUNTERS, mergeSections, type MergeInput, type MergeResult } from '../lib/merge/merge-sections.js'
 import { sharedCounters } from '../lib/shared-counters.js'
 
-export interface MergeTask {
-  input: MergeInput
-  /** Set to 1 the moment the task starts, so the caller knows it can no longer cancel it without killing this thread. */
-  started: Int32Array
-}
-
 export interface MergeTaskResult {
   result: MergeResult
   /** Wall-clock epoch milliseconds (performance.timeOrigin + now), comparable across threads. */
@@ -24,8 +18,7 @@ const now = () => performance.timeOrigin + performance.now()
  * Piscina entry point: parses the upstream bodies and merges them off the event loop. The valid bodies are moved back
  * (not copied) so the caller can keep them as last-good values.
  */
-export default function runMergeTask ({ input, started }: MergeTask) {
-  Atomics.store(started, 0, 1)
+export default function runMergeTask (input: MergeInput) {
   const startedAt = now()
   const result = mergeSections(input)
   work?.add('tasks')

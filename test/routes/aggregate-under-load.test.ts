@@ -52,6 +52,8 @@ describe('a burst of 200 concurrent requests', () => {
     const gateway = await buildGateway({
       ...upstreams.env,
       AGGREGATE_DEADLINE_MS: '2000',
+      // This test is about the upstream bulkheads: the merge queue must not be what turns requests away.
+      MERGE_POOL_MAX_QUEUE: '1000',
       UPSTREAM_PROFILE_CONCURRENCY: '200',
       UPSTREAM_PROFILE_TIMEOUT_MS: '2000',
       ...Object.fromEntries(['ORDERS', 'RECOMMENDATIONS', 'INVENTORY', 'LOYALTY'].flatMap((name) => [
@@ -65,7 +67,7 @@ describe('a burst of 200 concurrent requests', () => {
       const responses = await Promise.all(Array.from({ length: 200 }, (_, index) => getJson(`${gateway.origin}/aggregate/user-${index}`)))
 
       // Every request got an answer (nothing was left waiting), and a usable one.
-      expect(responses.every((response) => response.status === 200)).toBe(true)
+      expect(responses.filter((response) => response.status !== 200).map((response) => response.body.code)).toEqual([])
       const stats = await upstreams.allStats()
       for (const name of ['orders', 'recommendations', 'inventory', 'loyalty'] as const) {
         expect(stats[name].maxInFlight).toBeLessThanOrEqual(5)
