@@ -2,10 +2,20 @@ import underPressure, { type FastifyUnderPressureOptions } from '@fastify/under-
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { OverloadedError } from '../lib/errors.js'
+import { createShedController } from '../lib/shed-controller.js'
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** false: the route answers even under pressure (liveness, readiness, observability). */
+    shed?: boolean
+  }
+}
 
 /**
- * Sheds load with 503 and Retry-After while the process is over a limit: event-loop delay, event-loop utilisation
- * (per sample interval, not since boot: under-pressure#294), heap or RSS.
+ * Sheds load with 503 and Retry-After, in two layers. First a graduated one: a share of requests, steered so the
+ * event loop's delay stays near LOAD_SHEDDING_TARGET_EVENT_LOOP_DELAY_MS (src/lib/shed-controller.ts). Behind it,
+ * under-pressure's hard limits turn everything away while the process is over one: event-loop delay, event-loop
+ * utilisation (per sample interval, not since boot: under-pressure#294), heap or RSS.
  */
 export default fp(async function loadShedding (fastify) {
   const settings = fastify.config.loadShedding
@@ -13,6 +23,17 @@ export default fp(async function loadShedding (fastify) {
     fastify.decorate('isUnderPressure', () => false)
     return
   }
+  if (settings.targetEventLoopDelayMs > 0) {
+    const controller = createShedController({ targetDelayMs: settings.targetEventLoopDelayMs, intervalMs: 100 })
+    fastify.addHook('onRequest', async (request, reply) => {
+      if (request.routeOptions.config.shed === false || !controller.shouldShed()) return
+      fastify.telemetry.recordShed('eventLoopDelayTarget')
+      reply.code(503).header('retry-after', settings.retryAfterSeconds)
+      throw new OverloadedError()
+    })
+    fastify.addHook('onClose', async () => { controller.stop() })
+  }
+
   await fastify.register(underPressure, {
     maxEventLoopDelay: settings.maxEventLoopDelayMs,
     maxEventLoopUtilization: settings.maxEventLoopUtilization,
@@ -31,5 +52,5 @@ export default fp(async function loadShedding (fastify) {
   })
 }, { name: 'load-shedding', dependencies: ['config', 'telemetry'] })
 
-/** Route config for routes that must answer even under pressure (liveness, readiness): the check lets them through. */
-export const neverShed = { pressureHandler: () => undefined }
+/** Route config for routes that must answer even under pressure (liveness, readiness): the checks let them through. */
+export const neverShed = { shed: false, pressureHandler: () => undefined }

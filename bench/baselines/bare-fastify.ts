@@ -1,0 +1,27 @@
+import Fastify from 'fastify'
+import { inventoryFor, loyaltyFor, ordersFor, profileFor, recommendationsFor } from '../../mock-services/data.js'
+import { mergeSections, type MergeInput } from '../../src/lib/merge/merge-sections.js'
+import { UPSTREAM_NAMES } from '../../src/lib/upstreams.js'
+import { AggregateBodySchema } from '../../src/routes/aggregate-schemas.js'
+
+// The ceiling for gateway overhead: a bare Fastify route that answers the same body through the same response schema,
+// with no upstream calls and no merge (the body is computed once, at start).
+const encode = (value: unknown) => new TextEncoder().encode(JSON.stringify(value))
+const userId = 'bench-user-0'
+const bodies = { profile: profileFor(userId), orders: ordersFor(userId, 1), recommendations: recommendationsFor(userId, 1), inventory: inventoryFor(userId, 1), loyalty: loyaltyFor(userId, 1) }
+const input: MergeInput = {
+  userId,
+  topK: 10,
+  sections: Object.fromEntries(UPSTREAM_NAMES.map((name) => [name, { fresh: encode(bodies[name]), otherwise: 'default' }])) as MergeInput['sections']
+}
+const upstreams = Object.fromEntries(UPSTREAM_NAMES.map((name) => [name, { status: 'ok', latencyMs: 0, fallback: 'none' }]))
+const body = { userId, ...mergeSections(input).sections, meta: { complete: true, durationMs: 0, upstreams } }
+
+const fastify = Fastify({ logger: false, keepAliveTimeout: 72_000 })
+fastify.get('/health', async () => ({ status: 'ok' }))
+fastify.get('/aggregate/:userId', { schema: { response: { 200: AggregateBodySchema } } }, async (_request, reply) => {
+  reply.header('x-aggregate-complete', 'true')
+  return body
+})
+await fastify.listen({ host: '127.0.0.1', port: Number(process.env.PORT ?? 3101) })
+process.once('SIGTERM', () => { fastify.close().then(() => process.exit(0), () => process.exit(1)) })

@@ -1,0 +1,49 @@
+import { createServer } from 'node:http'
+import { mergeSections, type MergeInput } from '../../src/lib/merge/merge-sections.js'
+import { UPSTREAM_NAMES, UPSTREAMS, upstreamVariable, type UpstreamName } from '../../src/lib/upstreams.js'
+
+// What a first version of the gateway might look like, for the benchmarks to compare against: node:http, the global
+// fetch, no deadline, no timeouts, no bulkhead, no fallbacks, the merge inline on the event loop. Only how the five
+// calls are made differs between the baselines.
+
+export type FetchAll = (bodyOf: (name: UpstreamName) => Promise<Uint8Array>) => Promise<Record<UpstreamName, Uint8Array>>
+
+const USER_PATH = /^\/aggregate\/([A-Za-z0-9_-]{1,64})$/
+
+export function startBaseline (fetchAll: FetchAll): void {
+  const origin = (name: UpstreamName) => process.env[upstreamVariable(name, 'URL')] ?? `http://127.0.0.1:${UPSTREAMS[name].defaultPort}`
+  const server = createServer(async (request, response) => {
+    if (request.url === '/health') {
+      response.end('{"status":"ok"}')
+      return
+    }
+    const match = USER_PATH.exec(request.url ?? '')
+    if (!match) {
+      response.statusCode = 404
+      response.end()
+      return
+    }
+    const userId = match[1]!
+    try {
+      const bodies = await fetchAll(async (name) => {
+        const upstream = await fetch(`${origin(name)}${UPSTREAMS[name].pathFor(userId)}`)
+        if (!upstream.ok) throw new Error(`${name}: HTTP ${upstream.status}`)
+        return new Uint8Array(await upstream.arrayBuffer())
+      })
+      const input: MergeInput = {
+        userId,
+        topK: 10,
+        sections: Object.fromEntries(UPSTREAM_NAMES.map((name) => [name, { fresh: bodies[name], otherwise: 'default' }])) as MergeInput['sections']
+      }
+      const { sections } = mergeSections(input)
+      response.setHeader('content-type', 'application/json')
+      response.end(JSON.stringify({ userId, ...sections }))
+    } catch {
+      response.statusCode = 502
+      response.end('{"error":"upstream failed"}')
+    }
+  })
+  server.keepAliveTimeout = 72_000
+  server.listen(Number(process.env.PORT ?? 3101), '127.0.0.1')
+  process.once('SIGTERM', () => { server.close(); server.closeAllConnections(); process.exit(0) })
+}

@@ -1,0 +1,97 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { fileURLToPath } from 'node:url'
+
+// Starting, reading and stopping the processes a benchmark measures: mocks, gateways and baselines, each its own
+// process, run from the build (dist/), as in production.
+
+const DIST = join(dirname(fileURLToPath(import.meta.url)), '../..')
+export const SCRIPTS = {
+  mock: join(DIST, 'mock-services/main.js'),
+  gateway: join(DIST, 'src/server.js'),
+  serialBaseline: join(DIST, 'bench/baselines/serial.js'),
+  naiveBaseline: join(DIST, 'bench/baselines/naive.js'),
+  bareFastify: join(DIST, 'bench/baselines/bare-fastify.js'),
+  loadGenerator: join(DIST, 'bench/load-generator.js')
+}
+
+export interface Service {
+  readonly name: string
+  readonly origin: string
+  readonly process: ChildProcess
+  /** CPU seconds (user + system) used so far, all threads; null where /proc is not available. */
+  cpuSeconds (): number | null
+  /** Resident memory in bytes; null where /proc is not available. */
+  rssBytes (): number | null
+  stop (): Promise<void>
+}
+
+const CLOCK_TICKS_PER_SECOND = 100
+const PAGE_SIZE = 4096
+
+function procStat (pid: number): string[] | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  } catch {
+    return null
+  }
+}
+
+async function waitForHealth (url: string, child: ChildProcess, timeoutMs = 20_000): Promise<void> {
+  const giveUpAt = Date.now() + timeoutMs
+  while (Date.now() < giveUpAt) {
+    if (child.exitCode !== null) throw new Error(`${url}: the process exited with code ${child.exitCode}`)
+    try {
+      if ((await fetch(url, { signal: AbortSignal.timeout(1000) })).ok) return
+    } catch {}
+    await sleep(100)
+  }
+  throw new Error(`${url} did not become healthy in ${timeoutMs / 1000} s`)
+}
+
+/** Starts `script` with `env`, waits until `origin + healthPath` answers 200. */
+export async function startService (name: string, script: string, args: string[], env: Record<string, string>, origin: string, healthPath = '/health'): Promise<Service> {
+  const child = spawn(process.execPath, [script, ...args], {
+    env: { ...process.env, LOG_LEVEL: 'warn', ...env },
+    stdio: ['ignore', 'ignore', 'inherit']
+  })
+  await waitForHealth(`${origin}${healthPath}`, child)
+  const pid = child.pid!
+  return {
+    name,
+    origin,
+    process: child,
+    cpuSeconds () {
+      const fields = procStat(pid)
+      // utime and stime are fields 14 and 15 of /proc/<pid>/stat (11 and 12 after the command name).
+      return fields ? (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND : null
+    },
+    rssBytes () {
+      const fields = procStat(pid)
+      return fields ? Number(fields[21]) * PAGE_SIZE : null
+    },
+    async stop () {
+      if (child.exitCode !== null) return
+      const exited = new Promise((resolve) => child.once('exit', resolve))
+      child.kill('SIGTERM')
+      await Promise.race([exited, sleep(15_000).then(() => child.kill('SIGKILL'))])
+    }
+  }
+}
+
+/** Samples a service's RSS every 200 ms until stopped; returns the peak. */
+export function watchPeakRss (service: Service): () => number | null {
+  let peak = service.rssBytes()
+  const timer = setInterval(() => {
+    const rss = service.rssBytes()
+    if (rss !== null && (peak === null || rss > peak)) peak = rss
+  }, 200)
+  return () => {
+    clearInterval(timer)
+    return peak
+  }
+}

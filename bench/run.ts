@@ -1,0 +1,105 @@
+import { execFileSync } from 'node:child_process'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { availableParallelism, cpus, totalmem } from 'node:os'
+import { barChartSvg } from './lib/charts.js'
+import { createContext, startMocks, type BenchContext, type ScenarioResult } from './lib/context.js'
+import { overhead } from './scenarios/overhead.js'
+import { overlap } from './scenarios/overlap.js'
+import { offload } from './scenarios/offload.js'
+import { shedding } from './scenarios/shedding.js'
+import { slowUpstream } from './scenarios/slow-upstream.js'
+import { mergePlacement } from './scenarios/merge-placement.js'
+
+// `npm run bench`: every scenario, several alternating rounds, results in bench/results/ (JSON, markdown, SVG) and in
+// the README's performance section. `npm run bench -- --quick`: one short round each (about a minute), written to
+// bench/results/quick/ and nowhere else: CI runs it to prove the suite still works, with no thresholds.
+// `--only=overlap,shedding` runs a subset.
+
+const SCENARIOS: Record<string, (context: BenchContext) => Promise<ScenarioResult>> = {
+  overlap,
+  overhead,
+  offload,
+  shedding,
+  'slow-upstream': slowUpstream,
+  'merge-placement': mergePlacement
+}
+
+const quick = process.argv.includes('--quick')
+const only = process.argv.find((argument) => argument.startsWith('--only='))?.slice('--only='.length).split(',')
+const root = new URL('../../', import.meta.url)
+const resultsDirectory = new URL(quick ? 'bench/results/quick/' : 'bench/results/', root)
+
+function gitCommit (): string | null {
+  try {
+    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()
+  } catch {
+    return null
+  }
+}
+
+const machine = {
+  cores: availableParallelism(),
+  cpu: cpus()[0]?.model ?? 'unknown',
+  memoryGiB: Math.round(totalmem() / 2 ** 30),
+  node: process.version,
+  platform: `${process.platform} ${process.arch}`,
+  commit: gitCommit(),
+  date: new Date().toISOString(),
+  mode: quick ? 'quick' : 'full'
+}
+
+function markdown (results: ScenarioResult[], chartPath: (id: string) => string): string {
+  const lines = [
+    `Machine: ${machine.cores} cores (${machine.cpu}), ${machine.memoryGiB} GiB, Node ${machine.node}, ${machine.platform}; commit ${machine.commit ?? 'unknown'}; ${machine.date.slice(0, 10)}; ${machine.mode} run.`,
+    'Medians over alternating rounds, with the range over rounds in parentheses. Mocks, gateways, baselines and the load generator each run in their own process on this machine.',
+    ''
+  ]
+  for (const result of results) {
+    lines.push(`#### ${result.title}`, '', `![${result.title}](${chartPath(result.id)})`, '', `**${result.finding}**`, '')
+    lines.push(`| ${result.table.headers.join(' | ')} |`, `|${result.table.headers.map(() => '---').join('|')}|`)
+    for (const row of result.table.rows) lines.push(`| ${row.join(' | ')} |`)
+    lines.push('', `<sub>${result.setup}</sub>`, '')
+  }
+  return lines.join('\n')
+}
+
+const BENCH_START = '<!-- bench:start -->'
+const BENCH_END = '<!-- bench:end -->'
+
+async function main () {
+  console.log(`# benchmark (${machine.mode}): ${machine.cores} cores, ${machine.cpu}, Node ${machine.node}`)
+  const startedAt = Date.now()
+  const mocks = await startMocks()
+  const context = createContext(mocks, { quick })
+  const results: ScenarioResult[] = []
+  try {
+    for (const [id, scenario] of Object.entries(SCENARIOS)) {
+      if (only && !only.includes(id)) continue
+      const scenarioStartedAt = Date.now()
+      console.log(`\n## ${id}`)
+      const result = await scenario(context)
+      results.push(result)
+      console.log(`  ${result.finding}`)
+      console.log(`  (${Math.round((Date.now() - scenarioStartedAt) / 1000)} s)`)
+    }
+  } finally {
+    await Promise.all(mocks.services.map((service) => service.stop()))
+  }
+
+  mkdirSync(resultsDirectory, { recursive: true })
+  writeFileSync(new URL('latest.json', resultsDirectory), JSON.stringify({ machine, results }, null, 2))
+  for (const result of results) writeFileSync(new URL(`${result.id}.svg`, resultsDirectory), barChartSvg(result.chart))
+  writeFileSync(new URL('summary.md', resultsDirectory), `# Benchmark results\n\n${markdown(results, (id) => `${id}.svg`)}`)
+  if (!quick && !only) {
+    const readmeUrl = new URL('README.md', root)
+    const readme = readFileSync(readmeUrl, 'utf8')
+    const start = readme.indexOf(BENCH_START)
+    const end = readme.indexOf(BENCH_END)
+    if (start !== -1 && end !== -1) {
+      writeFileSync(readmeUrl, `${readme.slice(0, start + BENCH_START.length)}\n${markdown(results, (id) => `bench/results/${id}.svg`)}\n${readme.slice(end)}`)
+    }
+  }
+  console.log(`\n# wrote ${new URL('.', resultsDirectory).pathname} (latest.json, summary.md, ${results.length} charts) in ${Math.round((Date.now() - startedAt) / 1000)} s`)
+}
+
+await main()
