@@ -25,6 +25,7 @@ export interface Config {
   readonly loadShedding: {
     readonly enabled: boolean
     readonly targetEventLoopDelayMs: number
+    readonly targetEventLoopUtilization: number
     readonly maxEventLoopDelayMs: number
     readonly maxEventLoopUtilization: number
     readonly maxHeapUsedBytes: number
@@ -94,7 +95,8 @@ export function configSchema (): Record<string, VariableSchema> {
     MERGE_POOL_MAX_HEAP_MB: { type: 'integer', minimum: 16, maximum: 65_536, default: 512, description: 'Heap limit of each merge thread; a thread over it is replaced and its merge fails.' },
     MERGE_INLINE_MAX_BYTES: { type: 'integer', minimum: 0, maximum: 1024 * MiB, default: 0, description: 'Merge on the event loop when the upstream bodies total at most this many bytes (0: always in the pool).' },
     LOAD_SHEDDING_ENABLED: { type: 'boolean', default: true, description: 'Answer 503 with Retry-After when the process is overloaded (the graduated target and the hard limits below).' },
-    LOAD_SHEDDING_TARGET_EVENT_LOOP_DELAY_MS: { type: 'integer', minimum: 0, maximum: 60_000, default: 50, description: 'Graduated shedding: turn away a share of requests, steered so the event loop\'s p99 delay stays near this (0: off).' },
+    LOAD_SHEDDING_TARGET_EVENT_LOOP_UTILIZATION: { type: 'number', minimum: 0, maximum: 1, default: 0.9, description: 'Graduated shedding: turn away a share of requests, steered so event-loop utilisation per 100 ms stays near this (0: not used).' },
+    LOAD_SHEDDING_TARGET_EVENT_LOOP_DELAY_MS: { type: 'integer', minimum: 0, maximum: 60_000, default: 100, description: 'Graduated shedding: also steered so the worst event-loop delay per 100 ms stays under this (0: not used).' },
     LOAD_SHEDDING_MAX_EVENT_LOOP_DELAY_MS: { type: 'integer', minimum: 0, maximum: 60_000, default: 200, description: 'Hard limit: mean event-loop delay over a sample interval above which every request is shed (0: off).' },
     LOAD_SHEDDING_MAX_EVENT_LOOP_UTILIZATION: { type: 'number', minimum: 0, maximum: 1, default: 0, description: 'Hard limit: event-loop utilisation over a sample interval above which every request is shed (0: off).' },
     LOAD_SHEDDING_MAX_HEAP_USED_BYTES: { type: 'integer', minimum: 0, description: 'Heap use above which requests are shed (default: 90% of the V8 heap limit; 0: off).' },
@@ -187,6 +189,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     loadShedding: Object.freeze({
       enabled: values.LOAD_SHEDDING_ENABLED as boolean,
       targetEventLoopDelayMs: number('LOAD_SHEDDING_TARGET_EVENT_LOOP_DELAY_MS'),
+      targetEventLoopUtilization: number('LOAD_SHEDDING_TARGET_EVENT_LOOP_UTILIZATION'),
       maxEventLoopDelayMs: number('LOAD_SHEDDING_MAX_EVENT_LOOP_DELAY_MS'),
       maxEventLoopUtilization: number('LOAD_SHEDDING_MAX_EVENT_LOOP_UTILIZATION'),
       maxHeapUsedBytes: (values.LOAD_SHEDDING_MAX_HEAP_USED_BYTES as number | undefined) ?? Math.floor(getHeapStatistics().heap_size_limit * 0.9),

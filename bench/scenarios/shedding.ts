@@ -14,6 +14,12 @@ const MAX_CONNECTIONS = 500
 const CAPACITY_CONNECTIONS = 16
 const MiB = 1024 * 1024
 
+/** The gateway's shed counters by reason (aggregate_load_shed_total), from its /metrics. */
+async function shedCounts (service: Service): Promise<Record<string, number>> {
+  const text = await (await fetch(`${service.origin}/metrics`)).text()
+  return Object.fromEntries([...text.matchAll(/^aggregate_load_shed_total\{reason="([^"]+)"\} (\d+)/gm)].map(([, reason, count]) => [reason!, Number(count)]))
+}
+
 async function settle (service: Service) {
   // Let a backlog from the previous run drain before the next one starts.
   for (let attempt = 0; attempt < 50; attempt++) {
@@ -41,13 +47,16 @@ export async function shedding (context: BenchContext): Promise<ScenarioResult> 
     context.log(`capacity (closed loop, ${CAPACITY_CONNECTIONS} connections): ${capacity} requests/s`)
     await settle(off)
 
-    type Run = Awaited<ReturnType<typeof runLoad>> & { peakRss: number | null }
-    const measure = (service: Service, rate: number) => async (): Promise<Run> => {
+    type Run = Awaited<ReturnType<typeof runLoad>> & { peakRss: number | null, shedByReason: Record<string, number> }
+    const measure = (service: Service, rate: number, isGateway = true) => async (): Promise<Run> => {
+      const before = isGateway ? await shedCounts(service) : {}
       const stopWatching = watchPeakRss(service)
       const result = await runLoad({ origin: service.origin, paths, connections: Math.min(MAX_CONNECTIONS, rate), overallRate: rate, durationSeconds: context.durationSeconds, timeoutSeconds: 10 })
       const peakRss = stopWatching()
       await settle(service)
-      return { ...result, peakRss }
+      const after = isGateway ? await shedCounts(service) : {}
+      const shedByReason = Object.fromEntries(Object.entries(after).map(([reason, count]) => [reason, count - (before[reason] ?? 0)]))
+      return { ...result, peakRss, shedByReason }
     }
     const levels: Array<{ level: number, rate: number, results: Record<string, Run[]> }> = []
     for (const level of LEVELS) {
@@ -56,7 +65,7 @@ export async function shedding (context: BenchContext): Promise<ScenarioResult> 
       const results = await alternate(context.rounds, [
         { name: 'on', measure: measure(on, rate) },
         { name: 'off', measure: measure(off, rate) },
-        { name: 'naive', measure: measure(naive, rate) }
+        { name: 'naive', measure: measure(naive, rate, false) }
       ])
       levels.push({ level, rate, results })
     }
@@ -71,6 +80,12 @@ export async function shedding (context: BenchContext): Promise<ScenarioResult> 
       shedP99: of(variant, (run) => run.shed.p99Ms),
       failed: of(variant, failed),
       peakRss: of(variant, (run) => run.peakRss === null ? null : run.peakRss / MiB),
+      // Share of the shed requests turned away by the merge queue (full, or could not start before the deadline).
+      mergeQueueShare: of(variant, (run) => {
+        const total = Object.values(run.shedByReason).reduce((sum, count) => sum + count, 0)
+        const mergeQueue = (run.shedByReason.merge_queue_full ?? 0) + (run.shedByReason.merge_queue_timeout ?? 0)
+        return total === 0 ? null : (100 * mergeQueue) / total
+      }),
       generator: of(variant, (run) => run.generatorCores)
     })
     const shedOn = metrics('on')
@@ -79,7 +94,7 @@ export async function shedding (context: BenchContext): Promise<ScenarioResult> 
     const row = (name: string, values: ReturnType<typeof metrics>, index: number) => [
       `${LEVELS[index]}× (${levels[index]!.rate}/s)`, name,
       formatSpread(values.accepted[index]!, 0), formatSpread(values.p99[index]!, 0), formatSpread(values.shedShare[index]!, 0, '%'),
-      formatSpread(values.shedP99[index]!, 1), formatSpread(values.failed[index]!, 0), formatSpread(values.peakRss[index]!, 0),
+      formatSpread(values.shedP99[index]!, 1), formatSpread(values.mergeQueueShare[index]!, 0, '%'), formatSpread(values.failed[index]!, 0), formatSpread(values.peakRss[index]!, 0),
       formatSpread(values.generator[index]!, 2)
     ]
     const last = LEVELS.length - 1
@@ -87,10 +102,10 @@ export async function shedding (context: BenchContext): Promise<ScenarioResult> 
     return {
       id: 'shedding',
       title: '4. Shedding (backpressure): load shedding on vs off, at 1×, 2× and 4× capacity',
-      finding: `At ${LEVELS[last]}× capacity the bounded gateway still answers ${median(shedOn.accepted[last])} requests/s (p99 ${median(shedOn.p99[last])} ms with shedding, ${median(shedOff.p99[last])} ms without) and turns the excess away with fast 503s, mostly from its bounded merge queue, the binding resource on two cores; the unbounded naive baseline queues everything: p99 ${median(unbounded.p99[last])} ms, ${median(unbounded.failed[last])} requests failed or timed out, ${median(unbounded.peakRss[last])} MiB peak RSS.`,
-      setup: `Capacity: closed loop, ${CAPACITY_CONNECTIONS} connections, shedding off (${capacity} requests/s). Then a fixed offered rate (autocannon overallRate over 20 staggered instances, up to ${MAX_CONNECTIONS} connections, 10 s request timeout), latencies corrected for coordinated omission; ${context.durationSeconds} s per run, ${context.rounds} round(s) per level and variant, alternating. Upstreams at 20 ± 5 ms. Shedding on: the defaults (graduated, steering event-loop delay p99 to 50 ms; hard limit at 200 ms mean delay). Shedding off still has the bounded queues (bulkheads, merge queue), which answer 503 when full; the naive baseline has none (bench/baselines/naive.ts). The load generator, the five mocks and the gateway share this machine's cores.`,
+      finding: `At ${LEVELS[last]}× capacity (${capacity}/s measured), with shedding the gateway serves ${median(shedOn.accepted[last])} requests/s at ${median(shedOn.p99[last])} ms p99 and answers the excess in ${median(shedOn.shedP99[last])} ms (p99), ${median(shedOn.failed[last])} failed or timed out, ${100 - Number(median(shedOn.mergeQueueShare[last]))}% of the 503s from the event-loop controller before any upstream call; without it: ${median(shedOff.accepted[last])}/s at ${median(shedOff.p99[last])} ms, ${median(shedOff.failed[last])} failed or timed out. The unbounded naive baseline serves ${median(unbounded.accepted[last])}/s, at ${median(unbounded.p99[last])} ms p99.`,
+      setup: `Capacity: closed loop, ${CAPACITY_CONNECTIONS} connections, shedding off (${capacity} requests/s). Then a fixed offered rate (autocannon overallRate over 20 staggered instances, up to ${MAX_CONNECTIONS} connections, 10 s request timeout), latencies corrected for coordinated omission; ${context.durationSeconds} s per run, ${context.rounds} round(s) per level and variant, alternating. Upstreams at 20 ± 5 ms. Shedding on: the defaults (graduated, steering event-loop utilisation per 100 ms towards 0.9 and the worst delay under 100 ms; hard limit at 200 ms mean delay). Both variants refuse a request before its fan-out when the merge queue could not take it in time. 503 causes from each gateway's aggregate_load_shed_total. Shedding off still has the bounded queues (bulkheads, merge queue), which answer 503 when full; the naive baseline has none (bench/baselines/naive.ts). The load generator, the five mocks and the gateway share this machine's cores.`,
       table: {
-        headers: ['offered', 'shedding', 'accepted/s', 'accepted p99 (ms)', 'shed (503)', 'shed p99 (ms)', 'failed or timed out', 'peak RSS (MiB)', 'load generator CPU (cores)'],
+        headers: ['offered', 'shedding', 'accepted/s', 'accepted p99 (ms)', 'shed (503)', 'shed p99 (ms)', 'shed by the merge queue', 'failed or timed out', 'peak RSS (MiB)', 'load generator CPU (cores)'],
         rows: LEVELS.flatMap((_, index) => [row('on', shedOn, index), row('off', shedOff, index), row('naive baseline (no bounds)', unbounded, index)])
       },
       chart: {

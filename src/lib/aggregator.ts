@@ -29,7 +29,7 @@ export interface AggregateBody extends AggregateSections {
 
 export type AggregateOutcome =
   | { ok: true, body: AggregateBody, upstreams: UpstreamReports }
-  | { ok: false, error: Error, upstreams: UpstreamReports }
+  | { ok: false, error: Error, upstreams: UpstreamReports | null }
 
 /** Anything that can fetch a user's raw body from one upstream (see src/clients). */
 export interface BodyFetcher {
@@ -41,7 +41,11 @@ export interface BodyFetcher {
  * Runs the merge somewhere (worker pool or inline). Aborting the signal cancels a merge that has not started; one that
  * could not start within `budgetMs` is refused at once.
  */
-export type MergeRunner = (input: MergeInput, options: { signal: AbortSignal, budgetMs: number }) => Promise<MergeResult>
+export interface MergeRunner {
+  (input: MergeInput, options: { signal: AbortSignal, budgetMs: number }): Promise<MergeResult>
+  /** The error a merge asked for now would be refused with, or null: checked before any upstream is called. */
+  refusal (budgetMs: number): Error | null
+}
 
 export interface AggregatorOptions {
   fetchers: Record<UpstreamName, BodyFetcher>
@@ -143,6 +147,10 @@ export function createAggregator (options: AggregatorOptions) {
 
   async function aggregate (userId: string, { signal, requestId }: { signal: AbortSignal, requestId: string }): Promise<AggregateOutcome> {
     const startedAt = performance.now()
+    // Refuse before the fan-out, not after it: five upstream calls whose merge will be refused are pure waste, and
+    // under overload that waste is what makes goodput collapse.
+    const refused = merge.refusal(deadlineMs - mergeReserveMs)
+    if (refused) return { ok: false, error: refused, upstreams: null }
     const { deadline, outcomes } = await fanOut(userId, signal, requestId)
     try {
       return await mergeAndReport(userId, outcomes, deadline, startedAt)

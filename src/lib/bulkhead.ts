@@ -16,6 +16,8 @@ export interface BulkheadState {
 }
 
 export interface Bulkhead extends BulkheadState {
+  /** Why a call made now with `budgetMs` to spare would be refused, or null if it would be admitted. */
+  refusal (budgetMs: number): BulkheadRejectedError['reason'] | null
   /**
    * Runs `task` when a slot is free. Rejects at once with {@link BulkheadRejectedError} when the queue is full or the
    * expected wait exceeds `budgetMs`; rejects with `signal.reason` if the signal aborts while the call is still queued.
@@ -38,11 +40,17 @@ export function createBulkhead ({ concurrency, maxQueue }: { concurrency: number
   // A waiting call starts when the calls ahead of it, spread over every slot, have finished.
   const expectedWaitMs = () => Math.ceil((queued + 1) / concurrency) * averageCallMs
 
+  function refusal (budgetMs: number): BulkheadRejectedError['reason'] | null {
+    if (limit.activeCount < concurrency) return null
+    if (queued >= maxQueue) return 'queue-full'
+    return expectedWaitMs() > budgetMs ? 'wait-exceeds-budget' : null
+  }
+
   function run<T> (task: () => Promise<T>, { signal, budgetMs }: { signal: AbortSignal, budgetMs: number }): Promise<T> {
     if (signal.aborted) return Promise.reject(signal.reason)
     const mustWait = limit.activeCount >= concurrency
-    if (mustWait && queued >= maxQueue) return Promise.reject(new BulkheadRejectedError('queue-full'))
-    if (mustWait && expectedWaitMs() > budgetMs) return Promise.reject(new BulkheadRejectedError('wait-exceeds-budget'))
+    const refused = refusal(budgetMs)
+    if (refused) return Promise.reject(new BulkheadRejectedError(refused))
 
     return new Promise<T>((resolve, reject) => {
       // A call with a free slot starts on the next microtask (p-limit); only one without a slot is waiting.
@@ -80,6 +88,7 @@ export function createBulkhead ({ concurrency, maxQueue }: { concurrency: number
 
   return {
     run,
+    refusal,
     get active () { return limit.activeCount },
     get queued () { return queued },
     concurrency,

@@ -1,6 +1,11 @@
+import { performance } from 'node:perf_hooks'
+import { sampleEventLoopLag } from './event-loop-lag.js'
+
 export interface ShedControllerOptions {
-  /** Event-loop delay (the worst within one interval) the controller steers towards, in ms. */
+  /** Event-loop delay (the worst within one interval) the controller steers towards, in ms; 0: not used. */
   targetDelayMs: number
+  /** Event-loop utilisation (over one interval, 0..1) the controller steers towards; 0: not used. */
+  targetUtilization: number
   /** How often the delay is sampled and the shed probability adjusted, in ms. */
   intervalMs: number
   /** Added to the shed probability per interval over the target: reacts within a few intervals. */
@@ -16,44 +21,46 @@ export interface ShedController {
   readonly probability: number
   /** The worst event-loop delay of the last interval, in ms. */
   readonly delayMs: number
+  /** The event-loop utilisation of the last interval, 0..1. */
+  readonly utilization: number
   stop (): void
 }
 
 /**
- * Graduated load shedding on event-loop delay. An on/off switch sampled every half second (under-pressure's model)
- * swings between rejecting everything and letting a flood into a saturated loop, where admitted requests then run out
- * of time: measured at 4x capacity, goodput fell to a quarter of capacity. This controller sheds a *share* of requests
- * instead, steering the loop's delay to a target: the share rises quickly while the delay is over it and falls slowly
- * once it is well under. Loop delay measures this process's own saturation, so a slow upstream (which only makes
- * requests wait on I/O) never causes shedding.
+ * Graduated load shedding on the event loop's own saturation. An on/off switch sampled every half second
+ * (under-pressure's model) swings between rejecting everything and letting a flood into a saturated loop, where
+ * admitted requests then run out of time. This controller sheds a *share* of requests instead, steering two signals
+ * to their targets: utilisation (a loop busy all the time, even in short iterations, leaves requests unread in socket
+ * buffers; queueing delay explodes above about 0.9) and delay (long iterations: a blocking stretch of work). The share
+ * rises quickly while either is over its target and falls slowly once both are well under. Both measure this process,
+ * so a slow upstream (which only makes requests wait on I/O) never causes shedding.
  */
-// How often the loop's lag is sampled: a tick that fires late by N ms means the loop was busy for N ms.
-const TICK_MS = 10
-
-export function createShedController ({ targetDelayMs, intervalMs, increaseStep = 0.1, decreaseStep = 0.02 }: ShedControllerOptions): ShedController {
-  // Not monitorEventLoopDelay: its reset() also drops the next sample, which is the one that measures the busy stretch
-  // just ended, so a sampler that resets every interval sees no lag at all while the loop is saturated.
+export function createShedController ({ targetDelayMs, targetUtilization, intervalMs, increaseStep = 0.1, decreaseStep = 0.02 }: ShedControllerOptions): ShedController {
+  const lag = sampleEventLoopLag()
+  let lastUtilization = performance.eventLoopUtilization()
   let probability = 0
   let delayMs = 0
-  let worstLag = 0
-  let lastTick = performance.now()
-  let windowStart = lastTick
+  let utilization = 0
   const timer = setInterval(() => {
-    const now = performance.now()
-    worstLag = Math.max(worstLag, now - lastTick - TICK_MS)
-    lastTick = now
-    if (now - windowStart < intervalMs) return
-    delayMs = Math.max(0, worstLag)
-    worstLag = 0
-    windowStart = now
-    if (delayMs > targetDelayMs) probability = Math.min(0.99, probability + increaseStep)
-    else if (delayMs < targetDelayMs / 2) probability = Math.max(0, probability - decreaseStep)
-  }, TICK_MS)
+    delayMs = lag.take().maxMs
+    const current = performance.eventLoopUtilization()
+    utilization = performance.eventLoopUtilization(current, lastUtilization).utilization
+    lastUtilization = current
+    const overDelay = targetDelayMs > 0 && delayMs > targetDelayMs
+    const overUtilization = targetUtilization > 0 && utilization > targetUtilization
+    const wellUnder = (targetDelayMs === 0 || delayMs < targetDelayMs / 2) && (targetUtilization === 0 || utilization < targetUtilization - 0.1)
+    if (overDelay || overUtilization) probability = Math.min(0.99, probability + increaseStep)
+    else if (wellUnder) probability = Math.max(0, probability - decreaseStep)
+  }, intervalMs)
   timer.unref()
   return {
     shouldShed: () => probability > 0 && Math.random() < probability,
     get probability () { return probability },
     get delayMs () { return delayMs },
-    stop () { clearInterval(timer) }
+    get utilization () { return utilization },
+    stop () {
+      clearInterval(timer)
+      lag.stop()
+    }
   }
 }

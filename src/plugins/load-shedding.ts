@@ -13,7 +13,7 @@ declare module 'fastify' {
 
 /**
  * Sheds load with 503 and Retry-After, in two layers. First a graduated one: a share of requests, steered so the
- * event loop's delay stays near LOAD_SHEDDING_TARGET_EVENT_LOOP_DELAY_MS (src/lib/shed-controller.ts). Behind it,
+ * event loop's utilisation and delay stay near their targets (src/lib/shed-controller.ts). Behind it,
  * under-pressure's hard limits turn everything away while the process is over one: event-loop delay, event-loop
  * utilisation (per sample interval, not since boot: under-pressure#294), heap or RSS.
  */
@@ -23,11 +23,15 @@ export default fp(async function loadShedding (fastify) {
     fastify.decorate('isUnderPressure', () => false)
     return
   }
-  if (settings.targetEventLoopDelayMs > 0) {
-    const controller = createShedController({ targetDelayMs: settings.targetEventLoopDelayMs, intervalMs: 100 })
+  if (settings.targetEventLoopDelayMs > 0 || settings.targetEventLoopUtilization > 0) {
+    const controller = createShedController({
+      targetDelayMs: settings.targetEventLoopDelayMs,
+      targetUtilization: settings.targetEventLoopUtilization,
+      intervalMs: 100
+    })
     fastify.addHook('onRequest', async (request, reply) => {
       if (request.routeOptions.config.shed === false || !controller.shouldShed()) return
-      fastify.telemetry.recordShed('eventLoopDelayTarget')
+      fastify.telemetry.recordShed('eventLoopTarget')
       reply.code(503).header('retry-after', settings.retryAfterSeconds)
       throw new OverloadedError()
     })

@@ -90,11 +90,16 @@ export default fp(async function mergePool (fastify) {
     return result
   }
 
-  const run: MergeRunner = (input, { signal, budgetMs }) => {
+  const run: MergeRunner = Object.assign((input: MergeInput, { signal, budgetMs }: { signal: AbortSignal, budgetMs: number }) => {
     // Inline only when configured for it (the benchmark's baseline): handing off costs the loop less at every size.
     if (bodyBytes(input) <= inlineMaxBytes) return Promise.resolve(runInline(input))
     return runInPool(input, signal, budgetMs)
-  }
+  }, {
+    refusal (budgetMs: number) {
+      const reason = admission.refusal(budgetMs)
+      return reason === null ? null : reason === 'queue-full' ? new MergeQueueFullError() : new MergeQueueTimeoutError()
+    }
+  })
 
   const stats = () => ({ threads: pool.threads.length, queueSize: admission.queued, maxQueue, utilization: pool.utilization, completed: pool.completed })
   fastify.telemetry.setMergePoolStateSource(() => ({ ...stats(), work: work.readAll() }))

@@ -1,6 +1,7 @@
-import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
+import { performance } from 'node:perf_hooks'
 import fp from 'fastify-plugin'
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { sampleEventLoopLag } from '../lib/event-loop-lag.js'
 import { createLiveStats, type StreamStats } from '../lib/live-stats.js'
 import type { MERGE_WORK_COUNTERS } from '../lib/merge/merge-sections.js'
 import { UPSTREAM_NAMES, type UpstreamName } from '../lib/upstreams.js'
@@ -77,9 +78,8 @@ export default fp(async function telemetry (fastify) {
   let upstreamStates: (() => Record<UpstreamName, UpstreamState>) | undefined
   let mergePoolState: (() => MergePoolState) | undefined
 
-  // Event loop, sampled every second by one timer, so neither scrapes nor dashboards reset each other's view.
-  const delay = monitorEventLoopDelay({ resolution: 10 })
-  delay.enable()
+  // Event loop, summarised every second by one timer, so neither scrapes nor dashboards reset each other's view.
+  const lag = sampleEventLoopLag()
   let lastUtilization = performance.eventLoopUtilization()
   const eventLoop = { delayP99Ms: 0, utilization: 0 }
 
@@ -204,8 +204,7 @@ export default fp(async function telemetry (fastify) {
       const utilization = performance.eventLoopUtilization(lastUtilization)
       lastUtilization = performance.eventLoopUtilization()
       eventLoop.utilization = Math.round(utilization.utilization * 1000) / 1000
-      eventLoop.delayP99Ms = Number.isNaN(delay.percentile(99)) ? 0 : Math.round(delay.percentile(99) / 1e4) / 100
-      delay.reset()
+      eventLoop.delayP99Ms = Math.round(lag.take().p99Ms * 100) / 100
       mergeWaitRecent.roll()
       mergeRunRecent.roll()
       if (subscribers.size > 0) broadcast()
@@ -235,7 +234,7 @@ export default fp(async function telemetry (fastify) {
 
   fastify.addHook('onClose', async () => {
     clearInterval(ticker)
-    delay.disable()
+    lag.stop()
     subscribers.clear()
   })
 
