@@ -10,8 +10,6 @@ export interface Deadline {
   release (): void
   /** Milliseconds left, never negative. */
   remainingMs (): number
-  /** True when the request itself went away, as opposed to the budget running out. */
-  cancelledByClient (): boolean
 }
 
 /**
@@ -23,8 +21,7 @@ export function startDeadline (budgetMs: number, parent: AbortSignal): Deadline 
   return {
     signal,
     release,
-    remainingMs: () => Math.max(0, expiresAt - performance.now()),
-    cancelledByClient: () => parent.aborted
+    remainingMs: () => Math.max(0, expiresAt - performance.now())
   }
 }
 
