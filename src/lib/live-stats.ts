@@ -127,11 +127,10 @@ export function createLiveStats ({ windowSeconds = 10, clock = () => Date.now() 
 
   return {
     windowSeconds,
-    /** One aggregate request: its overall outcome and what each upstream did. */
-    recordAggregate (statusCode: number, durationMs: number, reports: UpstreamReports | null) {
+    /** One aggregate request: its overall outcome and, when upstreams were called, what each of them did. */
+    recordAggregate (statusCode: number, durationMs: number, partial: boolean, reports: UpstreamReports | null) {
       const now = currentSlot()
-      const complete = reports !== null && UPSTREAM_NAMES.every((name) => reports[name].status === 'ok')
-      requests.record(now, statusCode >= 500 ? 'error' : 'ok', durationMs, statusCode === 200 && !complete)
+      requests.record(now, statusCode >= 500 ? 'error' : 'ok', durationMs, partial)
       if (!reports) return
       for (const name of UPSTREAM_NAMES) {
         const { status, latencyMs, fallback } = reports[name]

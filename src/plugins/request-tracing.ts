@@ -1,13 +1,23 @@
+import type { FastifyReply } from 'fastify'
 import fp from 'fastify-plugin'
 import type { UpstreamReports } from '../lib/aggregator.js'
 
 declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Marks the aggregate route: its requests get the aggregate log line and metrics, answered or refused. */
+    aggregate?: boolean
+  }
   interface FastifyRequest {
     /** Set by the aggregate route so the request's log line can say what every upstream did. */
     upstreamReports: UpstreamReports | null
     /** Set by the error handler: the `code` of the error the client was sent. */
     errorCode: string | null
   }
+}
+
+/** Whether an aggregate response was complete, as the route told the client (`x-aggregate-complete`, set on 200s). */
+export function isComplete (reply: FastifyReply): boolean {
+  return reply.getHeader('x-aggregate-complete') === 'true'
 }
 
 /**
@@ -30,10 +40,9 @@ export default fp(async function requestTracing (fastify) {
       durationMs: Math.round(reply.elapsedTime * 10) / 10
     }
     if (request.errorCode) line.error = request.errorCode
-    if (request.upstreamReports) {
-      line.complete = reply.getHeader('x-aggregate-complete') === 'true'
-      line.upstreams = request.upstreamReports
-    }
-    request.log.info(line, request.upstreamReports ? 'aggregate' : 'request')
+    const aggregate = request.routeOptions.config.aggregate === true
+    if (aggregate) line.complete = isComplete(reply)
+    if (request.upstreamReports) line.upstreams = request.upstreamReports
+    request.log.info(line, aggregate ? 'aggregate' : 'request')
   })
 }, { name: 'request-tracing' })

@@ -5,6 +5,7 @@ import { sampleEventLoopLag } from '../lib/event-loop-lag.js'
 import { createLiveStats, type StreamStats } from '../lib/live-stats.js'
 import type { MERGE_WORK_COUNTERS } from '../lib/merge/merge-sections.js'
 import { UPSTREAM_NAMES, type UpstreamName } from '../lib/upstreams.js'
+import { isComplete } from './request-tracing.js'
 
 /** What an upstream client can report about itself at any moment. */
 export interface UpstreamState {
@@ -220,11 +221,13 @@ export default fp(async function telemetry (fastify) {
     requestDuration.observe({ method: request.method, route, status_code: reply.statusCode }, reply.elapsedTime / SECONDS)
     const shedReason = request.errorCode ? SHED_ERRORS[request.errorCode] : undefined
     if (shedReason) telemetryApi.recordShed(shedReason)
+    // Every aggregate request counts, including those refused before any upstream was called (no reports then).
+    if (request.routeOptions.config.aggregate !== true) return
+    const result = reply.statusCode !== 200 ? 'failed' : isComplete(reply) ? 'complete' : 'partial'
+    responses.inc({ result })
     const reports = request.upstreamReports
+    liveStats.recordAggregate(reply.statusCode, reply.elapsedTime, result === 'partial', reports)
     if (!reports) return
-    liveStats.recordAggregate(reply.statusCode, reply.elapsedTime, reports)
-    const complete = reply.statusCode === 200 && UPSTREAM_NAMES.every((name) => reports[name].status === 'ok')
-    responses.inc({ result: reply.statusCode !== 200 ? 'failed' : complete ? 'complete' : 'partial' })
     for (const upstream of UPSTREAM_NAMES) {
       const { status, latencyMs, fallback } = reports[upstream]
       upstreamDuration.observe({ upstream, outcome: status }, latencyMs / SECONDS)

@@ -12,7 +12,8 @@ const aggregateRoutes: FastifyPluginAsync = async (fastify) => {
       querystring: AggregateQuerystringSchema,
       response: { 200: AggregateBodySchema, '4xx': { $ref: 'ErrorBody#' }, '5xx': { $ref: 'ErrorBody#' } }
     },
-    handlerTimeout: fastify.config.aggregate.deadlineMs + HANDLER_GRACE_MS
+    handlerTimeout: fastify.config.aggregate.deadlineMs + HANDLER_GRACE_MS,
+    config: { aggregate: true }
   }, async (request, reply) => {
     const outcome = await fastify.aggregator.aggregate(request.params.userId, { signal: request.signal, requestId: request.id })
     request.upstreamReports = outcome.upstreams

@@ -128,6 +128,9 @@ describe('the merge worker pool', () => {
       expect(full[0]!.body).toMatchObject({ code: 'AGG_ERR_MERGE_QUEUE_FULL' })
       expect(full[0]!.headers.get('retry-after')).toBe('2')
       expect(responses.filter((response) => response.status === 200).length).toBeGreaterThanOrEqual(2)
+      // Refused before or after the fan-out, every one is counted as a failed aggregate.
+      const metrics = await (await fetch(`${gateway.origin}/metrics`)).text()
+      expect(metrics).toMatch(new RegExp(`^aggregate_responses_total\\{result="failed"\\} ${full.length}$`, 'm'))
     } finally {
       await gateway.close()
     }

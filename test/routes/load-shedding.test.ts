@@ -55,6 +55,8 @@ describe('load shedding', () => {
     expect((await upstreams.allStats()).profile.requests).toBe(upstreamRequests)
     const metrics = (await gateway.inject({ url: '/metrics' })).body
     expect(metrics).toMatch(/^aggregate_load_shed_total\{reason="eventLoop(Target|Delay)"\} [1-9]/m)
+    // It is still an aggregate request that failed, though no upstream was called.
+    expect(metrics).toMatch(/^aggregate_responses_total\{result="failed"\} [1-9]/m)
   })
 
   it('recovers once the event loop is idle again', async () => {
