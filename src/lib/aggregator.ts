@@ -93,6 +93,11 @@ function failureReport (outcome: CallOutcome): UpstreamReport {
  */
 export function createAggregator (options: AggregatorOptions) {
   const { fetchers, fallbacks, staleCache, merge, deadlineMs, mergeReserveMs, topK } = options
+  // Decided once per upstream: whether its last good body may ever be served (never for a required one). Only those
+  // bodies are cached, and only those are looked up.
+  const servesStale = Object.fromEntries(UPSTREAM_NAMES.map((name) => [
+    name, !UPSTREAMS[name].required && fallbackSteps(fallbacks[name]).useStale
+  ])) as Record<UpstreamName, boolean>
 
   async function fanOut (userId: string, signal: AbortSignal, requestId: string) {
     const deadline = startDeadline(deadlineMs, signal)
@@ -121,11 +126,10 @@ export function createAggregator (options: AggregatorOptions) {
   function mergeInput (userId: string, bodies: Partial<Record<UpstreamName, Uint8Array>>, staleWanted: (name: UpstreamName) => boolean): MergeInput {
     const sections = {} as Record<UpstreamName, SectionInput>
     for (const name of UPSTREAM_NAMES) {
-      const { useStale, otherwise } = fallbackSteps(fallbacks[name])
-      const section: SectionInput = { otherwise }
+      const section: SectionInput = { otherwise: fallbackSteps(fallbacks[name]).otherwise }
       const body = bodies[name]
       if (body) section.fresh = body
-      if (useStale && !UPSTREAMS[name].required && staleWanted(name)) section.stale = staleCache.get(name, userId)
+      if (servesStale[name] && staleWanted(name)) section.stale = staleCache.get(name, userId)
       sections[name] = section
     }
     return { userId, topK, sections }
@@ -139,7 +143,7 @@ export function createAggregator (options: AggregatorOptions) {
   async function mergeWithFallbacks (userId: string, outcomes: Record<UpstreamName, CallOutcome>, deadline: Deadline): Promise<MergeResult> {
     const fresh = Object.fromEntries(UPSTREAM_NAMES.map((name) => [name, outcomes[name].body]))
     const first = await merge(mergeInput(userId, fresh, (name) => !outcomes[name].body), { signal: deadline.signal, budgetMs: deadline.remainingMs() })
-    const replaceable = first.malformed.filter((name) => fallbackSteps(fallbacks[name]).useStale && staleCache.get(name, userId) !== undefined)
+    const replaceable = first.malformed.filter((name) => servesStale[name] && staleCache.get(name, userId) !== undefined)
     if (replaceable.length === 0) return first
     const second = await merge(mergeInput(userId, first.validFresh, (name) => !first.validFresh[name]), { signal: deadline.signal, budgetMs: deadline.remainingMs() })
     return { ...second, malformed: first.malformed }
@@ -182,7 +186,7 @@ export function createAggregator (options: AggregatorOptions) {
       const status = merged.malformed.includes(name) ? 'malformed' : callReports[name].status
       upstreams[name] = { ...callReports[name], status, fallback: source === 'fresh' ? 'none' : source }
       const valid = merged.validFresh[name]
-      if (valid && !UPSTREAMS[name].required) staleCache.set(name, userId, valid)
+      if (valid && servesStale[name]) staleCache.set(name, userId, valid)
     }
 
     const malformedRequired = UPSTREAM_NAMES.find((name) => UPSTREAMS[name].required && merged.malformed.includes(name))
