@@ -1,8 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { dirname, join } from 'node:path'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { UPSTREAM_NAMES, UPSTREAMS, upstreamVariable, type UpstreamName } from '../src/lib/upstreams.js'
+import { waitUntilHealthy } from './wait-until-healthy.js'
 
 // `npm start`: the five mock upstreams and the gateway, each its own process, started in order and stopped together.
 // MOCK_* variables apply to every mock; every gateway variable (PORT, AGGREGATE_DEADLINE_MS, ...) passes through.
@@ -28,19 +28,6 @@ function start (label: string, script: string, args: string[], env: NodeJS.Proce
   })
   children.push(child)
   return child
-}
-
-async function waitFor (url: string, label: string): Promise<void> {
-  const giveUpAt = Date.now() + STARTUP_TIMEOUT_MS
-  while (Date.now() < giveUpAt) {
-    try {
-      const response = await fetch(url, { signal: AbortSignal.timeout(1000) })
-      if (response.ok) return
-    } catch {}
-    if (stopping) return
-    await sleep(100)
-  }
-  throw new Error(`${label} did not become ready at ${url} within ${STARTUP_TIMEOUT_MS / 1000}s`)
 }
 
 function stop (exitCode: number): void {
@@ -76,12 +63,12 @@ try {
     })
     gatewayEnv[upstreamVariable(name, 'URL')] ??= `http://127.0.0.1:${port}`
   }
-  await Promise.all(UPSTREAM_NAMES.map((name) => waitFor(`http://127.0.0.1:${UPSTREAMS[name].defaultPort}/health`, `mock ${name}`)))
+  await Promise.all(UPSTREAM_NAMES.map((name) => waitUntilHealthy(`http://127.0.0.1:${UPSTREAMS[name].defaultPort}/health`, { timeoutMs: STARTUP_TIMEOUT_MS, stillWorthIt: () => !stopping })))
 
   start('gateway', GATEWAY_MAIN, [], gatewayEnv)
   const host = process.env.HOST && process.env.HOST !== '0.0.0.0' ? process.env.HOST : '127.0.0.1'
   const gateway = `http://${host}:${process.env.PORT ?? 3000}`
-  await waitFor(`${gateway}/ready`, 'gateway')
+  await waitUntilHealthy(`${gateway}/ready`, { timeoutMs: STARTUP_TIMEOUT_MS, stillWorthIt: () => !stopping })
   if (!stopping) {
     console.log([
       '',

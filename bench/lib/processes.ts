@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
+import { waitUntilHealthy } from '../../scripts/wait-until-healthy.js'
 
 // Starting, reading and stopping the processes a benchmark measures: mocks, gateways and baselines, each its own
 // process, run from the build (dist/), as in production.
@@ -41,25 +42,19 @@ function procStat (pid: number): string[] | null {
   }
 }
 
-async function waitForHealth (url: string, child: ChildProcess, timeoutMs = 20_000): Promise<void> {
-  const giveUpAt = Date.now() + timeoutMs
-  while (Date.now() < giveUpAt) {
-    if (child.exitCode !== null) throw new Error(`${url}: the process exited with code ${child.exitCode}`)
-    try {
-      if ((await fetch(url, { signal: AbortSignal.timeout(1000) })).ok) return
-    } catch {}
-    await sleep(100)
-  }
-  throw new Error(`${url} did not become healthy in ${timeoutMs / 1000} s`)
-}
-
 /** Starts `script` with `env`, waits until `origin + healthPath` answers 200. */
 export async function startService (name: string, script: string, args: string[], env: Record<string, string>, origin: string, healthPath = '/health'): Promise<Service> {
   const child = spawn(process.execPath, [script, ...args], {
     env: { ...process.env, LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'ignore', 'inherit']
   })
-  await waitForHealth(`${origin}${healthPath}`, child)
+  await waitUntilHealthy(`${origin}${healthPath}`, {
+    timeoutMs: 20_000,
+    stillWorthIt: () => {
+      if (child.exitCode !== null) throw new Error(`${name}: the process exited with code ${child.exitCode}`)
+      return true
+    }
+  })
   const pid = child.pid!
   return {
     name,

@@ -23,17 +23,21 @@ export default fp(async function loadShedding (fastify) {
     fastify.decorate('isUnderPressure', () => false)
     return
   }
+  // Counts a shed request by what shed it. The 503 is OverloadedError's own status, and the central error handler adds
+  // Retry-After to every 503, so both layers answer exactly like any other overload.
+  const turnAway = (reason: string) => {
+    fastify.telemetry.recordShed(reason)
+    return new OverloadedError()
+  }
+
   if (settings.targetEventLoopDelayMs > 0 || settings.targetEventLoopUtilization > 0) {
     const controller = createShedController({
       targetDelayMs: settings.targetEventLoopDelayMs,
       targetUtilization: settings.targetEventLoopUtilization,
       intervalMs: 100
     })
-    fastify.addHook('onRequest', async (request, reply) => {
-      if (request.routeOptions.config.shed === false || !controller.shouldShed()) return
-      fastify.telemetry.recordShed('eventLoopTarget')
-      reply.code(503).header('retry-after', settings.retryAfterSeconds)
-      throw new OverloadedError()
+    fastify.addHook('onRequest', async (request) => {
+      if (request.routeOptions.config.shed !== false && controller.shouldShed()) throw turnAway('eventLoopTarget')
     })
     fastify.addHook('onClose', async () => { controller.stop() })
   }
@@ -46,13 +50,9 @@ export default fp(async function loadShedding (fastify) {
     maxRssBytes: settings.maxRssBytes,
     sampleInterval: settings.sampleIntervalMs,
     exposeStatusRoute: false,
-    // Counts each shed request by the limit it hit, then answers like every other 503. under-pressure sends whatever
-    // the handler returns (README: "any other return value ... will be sent"); its types only say void.
-    pressureHandler: ((_request: FastifyRequest, reply: FastifyReply, type: string) => {
-      fastify.telemetry.recordShed(type)
-      reply.code(503).header('retry-after', settings.retryAfterSeconds)
-      return new OverloadedError()
-    }) as unknown as FastifyUnderPressureOptions['pressureHandler']
+    // under-pressure sends whatever the handler returns (README: "any other return value ... will be sent"); its types
+    // only say void.
+    pressureHandler: ((_request: FastifyRequest, _reply: FastifyReply, type: string) => turnAway(type)) as unknown as FastifyUnderPressureOptions['pressureHandler']
   })
 }, { name: 'load-shedding', dependencies: ['config', 'telemetry'] })
 

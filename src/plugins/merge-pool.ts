@@ -4,7 +4,7 @@ import { Piscina } from 'piscina'
 import type { MergeRunner } from '../lib/aggregator.js'
 import { BulkheadRejectedError, createBulkhead } from '../lib/bulkhead.js'
 import { MergeQueueFullError, MergeQueueTimeoutError } from '../lib/errors.js'
-import { MERGE_WORK_COUNTERS, mergeSections, type MergeInput, type MergeResult } from '../lib/merge/merge-sections.js'
+import { countMergeWork, MERGE_WORK_COUNTERS, mergeSections, type MergeInput, type MergeResult } from '../lib/merge/merge-sections.js'
 import { sharedCounters } from '../lib/shared-counters.js'
 import { UPSTREAM_NAMES } from '../lib/upstreams.js'
 import type { MergeTaskResult } from '../workers/merge-worker.js'
@@ -31,6 +31,9 @@ function bodyBytes (input: MergeInput): number {
   for (const name of UPSTREAM_NAMES) total += input.sections[name].fresh?.byteLength ?? 0
   return total
 }
+
+/** The client-facing error for a merge the admission queue turns away. */
+const refusalError = (reason: BulkheadRejectedError['reason']) => reason === 'queue-full' ? new MergeQueueFullError() : new MergeQueueTimeoutError()
 
 const warmUpInput = (): MergeInput => ({
   userId: 'warm-up',
@@ -72,7 +75,7 @@ export default fp(async function mergePool (fastify) {
       fastify.telemetry.recordMergeTiming(Math.max(0, startedAt - submittedAt), finishedAt - startedAt)
       return result
     } catch (error) {
-      if (error instanceof BulkheadRejectedError) throw error.reason === 'queue-full' ? new MergeQueueFullError() : new MergeQueueTimeoutError()
+      if (error instanceof BulkheadRejectedError) throw refusalError(error.reason)
       // Left the queue because the deadline passed or the client went away: it never reached a thread.
       if (signal.aborted && error === signal.reason) throw new MergeQueueTimeoutError()
       throw error
@@ -83,10 +86,7 @@ export default fp(async function mergePool (fastify) {
     const startedAt = performance.now()
     const result = mergeSections(input)
     fastify.telemetry.recordMergeTiming(0, performance.now() - startedAt)
-    work.add('tasks')
-    work.add('candidatesScored', result.work.candidatesScored)
-    work.add('bytesParsed', result.work.bytesParsed)
-    work.add('malformedBodies', result.malformed.length)
+    countMergeWork(work, result)
     return result
   }
 
@@ -97,7 +97,7 @@ export default fp(async function mergePool (fastify) {
   }, {
     refusal (budgetMs: number) {
       const reason = admission.refusal(budgetMs)
-      return reason === null ? null : reason === 'queue-full' ? new MergeQueueFullError() : new MergeQueueTimeoutError()
+      return reason === null ? null : refusalError(reason)
     }
   })
 

@@ -1,5 +1,5 @@
 import { move, transferableSymbol, valueSymbol, workerData } from 'piscina'
-import { MERGE_WORK_COUNTERS, mergeSections, type MergeInput, type MergeResult } from '../lib/merge/merge-sections.js'
+import { countMergeWork, MERGE_WORK_COUNTERS, mergeSections, type MergeInput, type MergeResult } from '../lib/merge/merge-sections.js'
 import { sharedCounters } from '../lib/shared-counters.js'
 
 export interface MergeTaskResult {
@@ -21,10 +21,7 @@ const now = () => performance.timeOrigin + performance.now()
 export default function runMergeTask (input: MergeInput) {
   const startedAt = now()
   const result = mergeSections(input)
-  work?.add('tasks')
-  work?.add('candidatesScored', result.work.candidatesScored)
-  work?.add('bytesParsed', result.work.bytesParsed)
-  work?.add('malformedBodies', result.malformed.length)
+  if (work) countMergeWork(work, result)
   const buffers = [...new Set(Object.values(result.validFresh).map((body) => body.buffer))]
   const value: MergeTaskResult = { result, startedAt, finishedAt: now() }
   return move({

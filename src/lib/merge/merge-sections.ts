@@ -35,6 +35,14 @@ export interface AggregateSections {
 /** Work a merge did, counted across every thread (see src/lib/shared-counters.ts). */
 export const MERGE_WORK_COUNTERS = ['tasks', 'candidatesScored', 'bytesParsed', 'malformedBodies'] as const
 
+/** Adds one merge's work to the shared counters: the same accounting whether it ran in a worker or inline. */
+export function countMergeWork (counters: { add (name: typeof MERGE_WORK_COUNTERS[number], amount?: number): void }, result: MergeResult): void {
+  counters.add('tasks')
+  counters.add('candidatesScored', result.work.candidatesScored)
+  counters.add('bytesParsed', result.work.bytesParsed)
+  counters.add('malformedBodies', result.malformed.length)
+}
+
 export interface MergeResult {
   sections: AggregateSections
   sources: Record<UpstreamName, SectionSource>
