@@ -1,5 +1,6 @@
 import type { FastifyPluginAsync } from 'fastify'
 import type { Config } from './config.js'
+import admission from './plugins/admission.js'
 import aggregatorPlugin from './plugins/aggregator.js'
 import configPlugin from './plugins/config.js'
 import errorHandler from './plugins/error-handler.js'
@@ -24,6 +25,7 @@ const app: FastifyPluginAsync<{ config: Config }> = async (fastify, { config }) 
   await fastify.register(errorHandler)
   await fastify.register(gracefulClose)
   await fastify.register(telemetry)
+  await fastify.register(admission)
   await fastify.register(loadShedding)
   await fastify.register(mergePool)
   await fastify.register(upstreamClients)
@@ -40,6 +42,7 @@ const app: FastifyPluginAsync<{ config: Config }> = async (fastify, { config }) 
       metrics: observability.metricsEnabled,
       dashboard: observability.dashboardEnabled,
       maxDashboardClients: observability.maxDashboardClients,
+      streamMaxSeconds: observability.dashboardStreamMaxSeconds,
       retryAfterSeconds: config.loadShedding.retryAfterSeconds
     })
   }

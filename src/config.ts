@@ -22,10 +22,24 @@ export interface Config {
   readonly upstreamTransport: { readonly maxResponseBytes: number, readonly keepAliveTimeoutMs: number }
   readonly staleCache: { readonly maxEntries: number, readonly maxBytes: number, readonly ttlMs: number }
   readonly mergePool: { readonly threads: number, readonly maxQueue: number, readonly inlineMaxBytes: number, readonly maxHeapMb: number }
+  readonly server: {
+    readonly maxConnections: number
+    readonly requestTimeoutMs: number
+    readonly headersTimeoutMs: number
+    readonly keepAliveTimeoutMs: number
+  }
+  readonly admission: {
+    readonly enabled: boolean
+    readonly initialLimit: number
+    readonly minLimit: number
+    readonly maxLimit: number
+    readonly maxQueue: number
+    readonly queueTargetMs: number
+    readonly queueIntervalMs: number
+    readonly latencyTolerance: number
+  }
   readonly loadShedding: {
     readonly enabled: boolean
-    readonly targetEventLoopDelayMs: number
-    readonly targetEventLoopUtilization: number
     readonly maxEventLoopDelayMs: number
     readonly maxEventLoopUtilization: number
     readonly maxHeapUsedBytes: number
@@ -36,10 +50,11 @@ export interface Config {
   readonly observability: {
     readonly metricsEnabled: boolean
     readonly dashboardEnabled: boolean
-    /** Where /metrics and /dashboard are served: on the gateway's own port (undefined) or a separate one. */
+    /** Where /metrics and /dashboard are served: a separate port (the default), or the gateway's own when undefined. */
     readonly port: number | undefined
     readonly host: string
     readonly maxDashboardClients: number
+    readonly dashboardStreamMaxSeconds: number
   }
   readonly shutdownTimeoutMs: number
 }
@@ -91,12 +106,22 @@ export function configSchema (): Record<string, VariableSchema> {
     STALE_CACHE_MAX_BYTES: { type: 'integer', minimum: 1024, maximum: 64 * 1024 * MiB, default: 64 * MiB, description: 'Total size of the stale cache.' },
     STALE_CACHE_TTL_MS: { type: 'integer', minimum: 1, maximum: 7 * 24 * 3600_000, default: 300_000, description: 'How old a last-good body may be and still be served.' },
     MERGE_POOL_THREADS: { type: 'integer', minimum: 1, maximum: 256, description: 'Worker threads that merge responses (default: the machine\'s cores, `os.availableParallelism()`).' },
-    MERGE_POOL_MAX_QUEUE: { type: 'integer', minimum: 0, maximum: 100_000, description: 'Merges allowed to wait for a thread; more get 503 (default: 16 per thread).' },
-    MERGE_POOL_MAX_HEAP_MB: { type: 'integer', minimum: 16, maximum: 65_536, default: 512, description: 'Heap limit of each merge thread; a thread over it is replaced and its merge fails.' },
+    MERGE_POOL_MAX_QUEUE: { type: 'integer', minimum: 0, maximum: 100_000, description: 'Merges allowed to wait for a thread; more get 503 (default: ADMISSION_MAX_LIMIT, so every admitted aggregate can queue its merge).' },
+    MERGE_POOL_MAX_HEAP_MB: { type: 'integer', minimum: 16, maximum: 65_536, default: 128, description: 'Heap limit of each merge thread; a thread over it is replaced and its merge fails.' },
     MERGE_INLINE_MAX_BYTES: { type: 'integer', minimum: 0, maximum: 1024 * MiB, default: 0, description: 'Merge on the event loop when the upstream bodies total at most this many bytes (0: always in the pool).' },
-    LOAD_SHEDDING_ENABLED: { type: 'boolean', default: true, description: 'Answer 503 with Retry-After when the process is overloaded (the graduated target and the hard limits below).' },
-    LOAD_SHEDDING_TARGET_EVENT_LOOP_UTILIZATION: { type: 'number', minimum: 0, maximum: 1, default: 0.9, description: 'Graduated shedding: turn away a share of requests, steered so event-loop utilisation per 100 ms stays near this (0: not used).' },
-    LOAD_SHEDDING_TARGET_EVENT_LOOP_DELAY_MS: { type: 'integer', minimum: 0, maximum: 60_000, default: 100, description: 'Graduated shedding: also steered so the worst event-loop delay per 100 ms stays under this (0: not used).' },
+    SERVER_MAX_CONNECTIONS: { type: 'integer', minimum: 1, maximum: 1_000_000, default: 10_000, description: 'Client connections the gateway port holds at once; more are refused by the kernel backlog.' },
+    SERVER_REQUEST_TIMEOUT_MS: { type: 'integer', minimum: 0, maximum: 600_000, default: 30_000, description: 'Time a client has to send a whole request (0: none). Slow clients cannot hold a socket forever.' },
+    SERVER_HEADERS_TIMEOUT_MS: { type: 'integer', minimum: 0, maximum: 600_000, default: 10_000, description: 'Time a client has to send the request headers (0: none; at most SERVER_REQUEST_TIMEOUT_MS).' },
+    SERVER_KEEP_ALIVE_TIMEOUT_MS: { type: 'integer', minimum: 0, maximum: 600_000, default: 72_000, description: 'How long an idle client connection is kept; longer than a typical load balancer\'s 60 s.' },
+    ADMISSION_ENABLED: { type: 'boolean', default: true, description: 'Adaptive admission of aggregates: a limit on requests in flight and a short CoDel queue; beyond them a cheap 503.' },
+    ADMISSION_INITIAL_LIMIT: { type: 'integer', minimum: 1, maximum: 100_000, default: 32, description: 'Aggregates in flight allowed at start; the limit then adapts (Gradient2) between the minimum and maximum.' },
+    ADMISSION_MIN_LIMIT: { type: 'integer', minimum: 1, maximum: 100_000, default: 8, description: 'The adaptive limit never goes below this.' },
+    ADMISSION_MAX_LIMIT: { type: 'integer', minimum: 1, maximum: 100_000, default: 256, description: 'The adaptive limit never goes above this.' },
+    ADMISSION_MAX_QUEUE: { type: 'integer', minimum: 0, maximum: 100_000, default: 128, description: 'Aggregates allowed to wait for a slot; more get 503 at once.' },
+    ADMISSION_QUEUE_TARGET_MS: { type: 'integer', minimum: 0, maximum: 60_000, default: 5, description: 'CoDel target: once the queue has stood for the interval, a request waits at most this long.' },
+    ADMISSION_QUEUE_INTERVAL_MS: { type: 'integer', minimum: 1, maximum: 60_000, default: 100, description: 'CoDel interval: the longest any request waits, and how long a queue may stand before waits drop to the target.' },
+    ADMISSION_LATENCY_TOLERANCE: { type: 'number', minimum: 1, maximum: 100, default: 2, description: 'The limit drops once recent own time (handler time not spent waiting on upstreams) exceeds this multiple of its long-run average.' },
+    LOAD_SHEDDING_ENABLED: { type: 'boolean', default: true, description: 'Backstop: answer every request with 503 while the process is over one of the hard limits below.' },
     LOAD_SHEDDING_MAX_EVENT_LOOP_DELAY_MS: { type: 'integer', minimum: 0, maximum: 60_000, default: 200, description: 'Hard limit: mean event-loop delay over a sample interval above which every request is shed (0: off).' },
     LOAD_SHEDDING_MAX_EVENT_LOOP_UTILIZATION: { type: 'number', minimum: 0, maximum: 1, default: 0, description: 'Hard limit: event-loop utilisation over a sample interval above which every request is shed (0: off).' },
     LOAD_SHEDDING_MAX_HEAP_USED_BYTES: { type: 'integer', minimum: 0, description: 'Heap use above which requests are shed (default: 90% of the V8 heap limit; 0: off).' },
@@ -105,16 +130,18 @@ export function configSchema (): Record<string, VariableSchema> {
     LOAD_SHEDDING_RETRY_AFTER_SECONDS: { type: 'integer', minimum: 1, maximum: 3600, default: 2, description: 'Retry-After sent with every 503.' },
     METRICS_ENABLED: { type: 'boolean', default: true, description: 'Serve Prometheus metrics at `/metrics`.' },
     DASHBOARD_ENABLED: { type: 'boolean', default: true, description: 'Serve the live dashboard at `/dashboard` (and its event stream).' },
-    OBSERVABILITY_PORT: { type: 'integer', minimum: 0, maximum: 65535, description: 'Serve `/metrics` and `/dashboard` on this port instead of the gateway\'s (unset: same port). Use it in production to keep them off the public port.' },
+    OBSERVABILITY_PORT: { type: 'integer', minimum: 0, maximum: 65535, default: 9464, description: 'Port of `/metrics` and `/dashboard`, kept off the aggregate port (9464, the OpenTelemetry Prometheus exporter\'s; 0: any free port).' },
+    OBSERVABILITY_ON_GATEWAY_PORT: { type: 'boolean', default: false, description: 'Serve `/metrics` and `/dashboard` on the gateway\'s own port instead (they reveal versions and memory: keep it off where that port is public).' },
     OBSERVABILITY_HOST: { type: 'string', default: '127.0.0.1', description: 'Interface of the separate observability port (`0.0.0.0` in containers, unpublished).' },
     DASHBOARD_MAX_CLIENTS: { type: 'integer', minimum: 1, maximum: 1000, default: 10, description: 'Dashboards connected at once; more get 503.' },
+    DASHBOARD_STREAM_MAX_SECONDS: { type: 'integer', minimum: 1, maximum: 86_400, default: 300, description: 'A dashboard stream is closed after this long (the page reconnects), and at once if its client stops reading.' },
     SHUTDOWN_TIMEOUT_MS: { type: 'integer', minimum: 0, maximum: 600_000, default: 10_000, description: 'How long SIGTERM waits for in-flight requests before the process exits anyway.' }
   } satisfies Record<string, VariableSchema>)
   return schema
 }
 
 /** Prefixes owned by this service: a variable with one of them that the schema does not know is a typo, not someone else's. */
-const OWNED_PREFIXES = ['UPSTREAM_', 'AGGREGATE_', 'STALE_CACHE_', 'MERGE_POOL_', 'MERGE_INLINE_', 'LOAD_SHEDDING_', 'OBSERVABILITY_', 'DASHBOARD_', 'METRICS_']
+const OWNED_PREFIXES = ['SERVER_', 'ADMISSION_', 'UPSTREAM_', 'AGGREGATE_', 'STALE_CACHE_', 'MERGE_POOL_', 'MERGE_INLINE_', 'LOAD_SHEDDING_', 'OBSERVABILITY_', 'DASHBOARD_', 'METRICS_']
 
 /**
  * Reads and validates the configuration. This is the only place that reads `process.env`.
@@ -169,6 +196,12 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
       fallback: (values[upstreamVariable(name, 'FALLBACK')] ?? 'omit') as FallbackPolicy
     })
   }
+  if (number('SERVER_REQUEST_TIMEOUT_MS') > 0 && number('SERVER_HEADERS_TIMEOUT_MS') > number('SERVER_REQUEST_TIMEOUT_MS')) {
+    problems.push(`SERVER_HEADERS_TIMEOUT_MS (${number('SERVER_HEADERS_TIMEOUT_MS')}) must not exceed SERVER_REQUEST_TIMEOUT_MS (${number('SERVER_REQUEST_TIMEOUT_MS')})`)
+  }
+  if (number('ADMISSION_MIN_LIMIT') > number('ADMISSION_MAX_LIMIT')) {
+    problems.push(`ADMISSION_MIN_LIMIT (${number('ADMISSION_MIN_LIMIT')}) must not exceed ADMISSION_MAX_LIMIT (${number('ADMISSION_MAX_LIMIT')})`)
+  }
   if (problems.length > 0) throw new ConfigError(problems)
 
   const threads = (values.MERGE_POOL_THREADS as number | undefined) ?? availableParallelism()
@@ -182,14 +215,28 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     staleCache: Object.freeze({ maxEntries: number('STALE_CACHE_MAX_ENTRIES'), maxBytes: number('STALE_CACHE_MAX_BYTES'), ttlMs: number('STALE_CACHE_TTL_MS') }),
     mergePool: Object.freeze({
       threads,
-      maxQueue: (values.MERGE_POOL_MAX_QUEUE as number | undefined) ?? threads * 16,
+      maxQueue: (values.MERGE_POOL_MAX_QUEUE as number | undefined) ?? number('ADMISSION_MAX_LIMIT'),
       inlineMaxBytes: number('MERGE_INLINE_MAX_BYTES'),
       maxHeapMb: number('MERGE_POOL_MAX_HEAP_MB')
     }),
+    server: Object.freeze({
+      maxConnections: number('SERVER_MAX_CONNECTIONS'),
+      requestTimeoutMs: number('SERVER_REQUEST_TIMEOUT_MS'),
+      headersTimeoutMs: number('SERVER_HEADERS_TIMEOUT_MS'),
+      keepAliveTimeoutMs: number('SERVER_KEEP_ALIVE_TIMEOUT_MS')
+    }),
+    admission: Object.freeze({
+      enabled: values.ADMISSION_ENABLED as boolean,
+      initialLimit: number('ADMISSION_INITIAL_LIMIT'),
+      minLimit: number('ADMISSION_MIN_LIMIT'),
+      maxLimit: number('ADMISSION_MAX_LIMIT'),
+      maxQueue: number('ADMISSION_MAX_QUEUE'),
+      queueTargetMs: number('ADMISSION_QUEUE_TARGET_MS'),
+      queueIntervalMs: number('ADMISSION_QUEUE_INTERVAL_MS'),
+      latencyTolerance: number('ADMISSION_LATENCY_TOLERANCE')
+    }),
     loadShedding: Object.freeze({
       enabled: values.LOAD_SHEDDING_ENABLED as boolean,
-      targetEventLoopDelayMs: number('LOAD_SHEDDING_TARGET_EVENT_LOOP_DELAY_MS'),
-      targetEventLoopUtilization: number('LOAD_SHEDDING_TARGET_EVENT_LOOP_UTILIZATION'),
       maxEventLoopDelayMs: number('LOAD_SHEDDING_MAX_EVENT_LOOP_DELAY_MS'),
       maxEventLoopUtilization: number('LOAD_SHEDDING_MAX_EVENT_LOOP_UTILIZATION'),
       maxHeapUsedBytes: (values.LOAD_SHEDDING_MAX_HEAP_USED_BYTES as number | undefined) ?? Math.floor(getHeapStatistics().heap_size_limit * 0.9),
@@ -200,9 +247,10 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     observability: Object.freeze({
       metricsEnabled: values.METRICS_ENABLED as boolean,
       dashboardEnabled: values.DASHBOARD_ENABLED as boolean,
-      port: values.OBSERVABILITY_PORT as number | undefined,
+      port: values.OBSERVABILITY_ON_GATEWAY_PORT === true ? undefined : number('OBSERVABILITY_PORT'),
       host: values.OBSERVABILITY_HOST as string,
-      maxDashboardClients: number('DASHBOARD_MAX_CLIENTS')
+      maxDashboardClients: number('DASHBOARD_MAX_CLIENTS'),
+      dashboardStreamMaxSeconds: number('DASHBOARD_STREAM_MAX_SECONDS')
     }),
     shutdownTimeoutMs: number('SHUTDOWN_TIMEOUT_MS')
   })

@@ -1,18 +1,30 @@
 import { randomUUID } from 'node:crypto'
-import { LogController, type FastifyReply, type FastifyServerOptions, type RawRequestDefaultExpression } from 'fastify'
+import type { Socket } from 'node:net'
+import { LogController, type FastifyHttpOptions, type FastifyReply, type RawRequestDefaultExpression } from 'fastify'
+import type { Server } from 'node:http'
 import type { Config } from './config.js'
 import { errorBody } from './plugins/error-handler.js'
 
-// A caller's request id is reused only if it is short and plain: it goes into logs and upstream headers.
+// A caller's request id is reused only if it is short and plain: it goes into logs, upstream headers and JSON bodies.
 const ACCEPTABLE_REQUEST_ID = /^[\w.:-]{1,128}$/
 
-function requestIdFor (request: RawRequestDefaultExpression): string {
+/** The caller's `x-request-id` when it is plain, else a new UUID. */
+export function requestIdFor (request: { headers: RawRequestDefaultExpression['headers'] }): string {
   const offered = request.headers['x-request-id']
   return typeof offered === 'string' && ACCEPTABLE_REQUEST_ID.test(offered) ? offered : randomUUID()
 }
 
+/** An error answered before any request object exists (by the HTTP parser), in the same JSON shape as every other. */
+function clientErrorResponse (error: NodeJS.ErrnoException): { statusCode: number, code: string, message: string } {
+  switch (error.code) {
+    case 'ERR_HTTP_REQUEST_TIMEOUT': return { statusCode: 408, code: 'AGG_ERR_REQUEST_TIMEOUT', message: 'The request was not received in time' }
+    case 'HPE_HEADER_OVERFLOW': return { statusCode: 431, code: 'AGG_ERR_HEADERS_TOO_LARGE', message: 'The request headers are too large' }
+    default: return { statusCode: 400, code: 'AGG_ERR_BAD_REQUEST', message: 'The request could not be parsed as HTTP' }
+  }
+}
+
 /** Fastify's options, shared by the server and the tests so both run the same gateway. */
-export function serverOptions (config: Config, { logger = true }: { logger?: boolean } = {}): FastifyServerOptions {
+export function serverOptions (config: Config, { logger = true }: { logger?: boolean } = {}): FastifyHttpOptions<Server> {
   return {
     logger: logger && {
       level: config.logLevel,
@@ -25,12 +37,20 @@ export function serverOptions (config: Config, { logger = true }: { logger?: boo
     // Longer than any URL Node accepts, so an over-long id reaches validation and gets a 400, not a router 404.
     routerOptions: { maxParamLength: 16 * 1024 },
     bodyLimit: 16 * 1024,
-    // Slow clients cannot hold a socket forever; idle keep-alive outlives a typical load balancer's 60 s.
-    requestTimeout: 30_000,
-    keepAliveTimeout: 72_000,
+    // Slow clients cannot hold a socket forever; idle keep-alive outlives a typical load balancer's 60 s. Node answers
+    // a request without Host itself, with an empty 400: the admission gate answers it in our JSON shape instead.
+    requestTimeout: config.server.requestTimeoutMs,
+    keepAliveTimeout: config.server.keepAliveTimeoutMs,
+    http: { headersTimeout: config.server.headersTimeoutMs, requireHostHeader: false },
     // A malformed URL escape is answered before routing, so it gets the same JSON error body here.
     frameworkErrors: (error, request, reply: FastifyReply) => {
       reply.code(400).send(errorBody(request.id, 400, 'AGG_ERR_BAD_REQUEST', `Invalid URL: ${error.message.slice(0, 200)}`))
+    },
+    clientErrorHandler (error: NodeJS.ErrnoException, socket: Socket) {
+      if (error.code === 'ECONNRESET' || socket.destroyed || !socket.writable) return
+      const { statusCode, code, message } = clientErrorResponse(error)
+      const body = JSON.stringify(errorBody(randomUUID(), statusCode, code, message))
+      socket.end(`HTTP/1.1 ${statusCode} ${errorBody('', statusCode, code, '').error}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
     },
     return503OnClosing: true,
     forceCloseConnections: 'idle'

@@ -19,7 +19,8 @@ describe('configuration', () => {
     expect(config.aggregate.deadlineMs).toBe(300)
     expect(config.upstreams.orders).toMatchObject({ url: 'http://127.0.0.1:4002', timeoutMs: 200, fallback: 'stale-or-default' })
     expect(config.upstreams.profile.fallback).toBe('omit')
-    expect(config.mergePool.maxQueue).toBe(config.mergePool.threads * 16)
+    expect(config.mergePool.maxQueue).toBe(config.admission.maxLimit)
+    expect(config.observability.port, 'metrics and the dashboard stay off the aggregate port').toBe(9464)
     expect(Object.isFrozen(config)).toBe(true)
   })
 

@@ -15,14 +15,16 @@ interface RunningServer { child: ChildProcess, origin: string, output: () => str
 /** Starts `src/server.ts` as its own process, the way `npm start` runs the built one, and waits for it to listen. */
 async function startServer (env: Record<string, string>): Promise<RunningServer> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
-    env: { ...process.env, ...upstreams.env, PORT: '0', MERGE_POOL_THREADS: '1', LOAD_SHEDDING_ENABLED: 'false', ...env },
+    env: { ...process.env, ...upstreams.env, PORT: '0', MERGE_POOL_THREADS: '1', LOAD_SHEDDING_ENABLED: 'false', OBSERVABILITY_PORT: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe']
   })
   let output = ''
   child.stdout!.on('data', (chunk) => { output += chunk })
   child.stderr!.on('data', (chunk) => { output += chunk })
-  await eventually(async () => /Server listening at/.test(output) || child.exitCode !== null, 20_000, 'the server to listen')
-  const origin = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1]
+  await eventually(async () => (output.match(/Server listening at/g) ?? []).length >= 2 || child.exitCode !== null, 20_000, 'the server to listen')
+  // The gateway's own line, not the observability listener's (which says "server":"observability").
+  const gatewayLine = output.split('\n').find((line) => /Server listening at/.test(line) && !line.includes('"observability"')) ?? ''
+  const origin = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(gatewayLine)?.[1]
   if (!origin) throw new Error(`server did not start:\n${output}`)
   return { child, origin, output: () => output }
 }

@@ -2,11 +2,10 @@ import { Pool } from 'undici'
 import type { UpstreamConfig } from '../config.js'
 import { BulkheadRejectedError, createBulkhead, type BulkheadState } from '../lib/bulkhead.js'
 import { UpstreamCallError } from '../lib/errors.js'
-import { linkedSignal } from '../lib/linked-signal.js'
 import { UPSTREAMS, type UpstreamName } from '../lib/upstreams.js'
 
 export interface FetchOptions {
-  /** Aborts the call: request deadline, client disconnect, or the fan-out giving up. */
+  /** Aborts the call: its own budget, the request deadline, client disconnect, or the fan-out giving up. */
   signal: AbortSignal
   /** The most this call may take, queue wait included. */
   budgetMs: number
@@ -73,19 +72,16 @@ export function createUpstreamClient (config: UpstreamConfig, transport: Transpo
 
   async function fetchBody (userId: string, { signal, budgetMs, requestId }: FetchOptions): Promise<Uint8Array> {
     if (budgetMs <= 0) throw new UpstreamCallError(name, 'timeout', { reason: 'no time left before the deadline' })
-    const { signal: callSignal, release } = linkedSignal([signal], budgetMs)
     try {
-      return await bulkhead.run(() => request(userId, callSignal, budgetMs, requestId), { signal: callSignal, budgetMs })
+      return await bulkhead.run(() => request(userId, signal, budgetMs, requestId), { signal, budgetMs })
     } catch (error) {
       if (error instanceof UpstreamCallError) throw error
       if (error instanceof BulkheadRejectedError) throw new UpstreamCallError(name, 'rejected', { cause: error, reason: error.reason })
-      if (callSignal.aborted) {
-        throw new UpstreamCallError(name, isTimeout(callSignal.reason) ? 'timeout' : 'cancelled', { cause: error })
+      if (signal.aborted) {
+        throw new UpstreamCallError(name, isTimeout(signal.reason) ? 'timeout' : 'cancelled', { cause: error })
       }
       const code = (error as { code?: string }).code
       throw new UpstreamCallError(name, code && TIMEOUT_CODES.has(code) ? 'timeout' : 'error', { cause: error, reason: code })
-    } finally {
-      release()
     }
   }
 

@@ -1,15 +1,18 @@
+import { channel } from 'node:diagnostics_channel'
 import { callBudgetMs, startDeadline, type Deadline } from './deadline.js'
-import { linkedSignal } from './linked-signal.js'
 import {
   RequiredUpstreamBusyError, RequiredUpstreamFailedError, RequiredUpstreamTimeoutError, UpstreamCallError, UserNotFoundError
 } from './errors.js'
 import { fallbackSteps, type FallbackPolicy } from './fallback-policy.js'
-import type { AggregateSections, MergeInput, MergeResult, SectionInput } from './merge/merge-sections.js'
+import { mergeSections, type AggregateSections, type MergeInput, type MergeResult, type SectionInput } from './merge/merge-sections.js'
 import type { StaleCache } from './stale-cache.js'
 import { UPSTREAM_NAMES, UPSTREAMS, type UpstreamName } from './upstreams.js'
 
-/** What happened to one upstream in one request, as the response's `meta` reports it. */
-export type UpstreamStatus = 'ok' | 'timeout' | 'error' | 'rejected' | 'malformed' | 'cancelled'
+/**
+ * What happened to one upstream in one request, as the response's `meta` reports it. `merge-failed`: the call
+ * answered, but the merge could not use the answer before the deadline (its thread died or ran out of time).
+ */
+export type UpstreamStatus = 'ok' | 'timeout' | 'error' | 'rejected' | 'malformed' | 'cancelled' | 'merge-failed'
 export type FallbackKind = 'none' | 'stale' | 'default' | 'omitted'
 
 export interface UpstreamReport {
@@ -57,6 +60,19 @@ export interface AggregatorOptions {
   topK: number
 }
 
+/** Published on {@link AGGREGATE_REQUEST_CHANNEL} once per aggregate whose upstreams were called. */
+export interface AggregateRequestMessage {
+  userId: string
+  ok: boolean
+  durationMs: number
+  /** Time not spent waiting on the slowest upstream: what this process added (queueing, merge, hand-offs). */
+  ownMs: number
+}
+
+/** `node:diagnostics_channel` name of {@link AggregateRequestMessage}; admission subscribes to steer its limit. */
+export const AGGREGATE_REQUEST_CHANNEL = 'aggregator:request'
+const requestChannel = channel(AGGREGATE_REQUEST_CHANNEL)
+
 interface CallOutcome {
   body?: Uint8Array
   failure?: UpstreamCallError
@@ -87,6 +103,10 @@ function failureReport (outcome: CallOutcome): UpstreamReport {
   return report
 }
 
+// A last-good body is handed back by the merge thread only when the cached one is missing or this close to expiry:
+// moving every valid body back after every merge cost hand-off work for a value that had not changed.
+const STALE_REFRESH_SHARE = 0.5
+
 /**
  * Builds one aggregate: fans out to every upstream at once under one deadline, gives up early when a required upstream
  * fails, hands the bodies (with last-good values for the fallbacks) to the merge, and reports what each upstream did.
@@ -98,41 +118,44 @@ export function createAggregator (options: AggregatorOptions) {
   const servesStale = Object.fromEntries(UPSTREAM_NAMES.map((name) => [
     name, !UPSTREAMS[name].required && fallbackSteps(fallbacks[name]).useStale
   ])) as Record<UpstreamName, boolean>
+  const requiredNames = UPSTREAM_NAMES.filter((name) => UPSTREAMS[name].required)
 
-  async function fanOut (userId: string, signal: AbortSignal, requestId: string) {
-    const deadline = startDeadline(deadlineMs, signal)
-    // Aborted when a required upstream fails: the other calls are of no use any more.
-    const giveUp = new AbortController()
-    const { signal: callSignal, release } = linkedSignal([deadline.signal, giveUp.signal])
-
-    const calls = UPSTREAM_NAMES.map(async (name): Promise<[UpstreamName, CallOutcome]> => {
+  async function fanOut (userId: string, deadline: Deadline, requestId: string) {
+    const calls = UPSTREAM_NAMES.map(async (name): Promise<CallOutcome> => {
       const startedAt = performance.now()
       try {
         const budgetMs = callBudgetMs(deadline, fetchers[name].timeoutMs, mergeReserveMs)
-        const body = await fetchers[name].fetchBody(userId, { signal: callSignal, budgetMs, requestId })
-        return [name, { body, latencyMs: elapsedSince(startedAt) }]
+        const signal = deadline.callSignal(Math.max(0, budgetMs))
+        const body = await fetchers[name].fetchBody(userId, { signal, budgetMs, requestId })
+        return { body, latencyMs: elapsedSince(startedAt) }
       } catch (error) {
-        if (UPSTREAMS[name].required) giveUp.abort()
+        // A required upstream failed: the other calls are of no use any more.
+        if (UPSTREAMS[name].required) deadline.abort(new DOMException('a required upstream failed', 'AbortError'))
         const failure = error instanceof UpstreamCallError ? error : new UpstreamCallError(name, 'error', { cause: error })
-        return [name, { failure, latencyMs: elapsedSince(startedAt) }]
+        return { failure, latencyMs: elapsedSince(startedAt) }
       }
     })
-    const outcomes = Object.fromEntries(await Promise.all(calls)) as Record<UpstreamName, CallOutcome>
-    release()
-    return { deadline, outcomes }
+    const settled = await Promise.all(calls)
+    const outcomes = {} as Record<UpstreamName, CallOutcome>
+    UPSTREAM_NAMES.forEach((name, index) => { outcomes[name] = settled[index]! })
+    return outcomes
   }
 
   /** The merge's input: each upstream's body, and its last good one where that may be needed. */
   function mergeInput (userId: string, bodies: Partial<Record<UpstreamName, Uint8Array>>, staleWanted: (name: UpstreamName) => boolean): MergeInput {
     const sections = {} as Record<UpstreamName, SectionInput>
+    const returnBodies: UpstreamName[] = []
     for (const name of UPSTREAM_NAMES) {
       const section: SectionInput = { otherwise: fallbackSteps(fallbacks[name]).otherwise }
       const body = bodies[name]
-      if (body) section.fresh = body
+      if (body) {
+        section.fresh = body
+        if (servesStale[name] && staleCache.needsRefresh(name, userId, STALE_REFRESH_SHARE)) returnBodies.push(name)
+      }
       if (servesStale[name] && staleWanted(name)) section.stale = staleCache.get(name, userId)
       sections[name] = section
     }
-    return { userId, topK, sections }
+    return { userId, topK, sections, returnBodies }
   }
 
   /**
@@ -145,21 +168,50 @@ export function createAggregator (options: AggregatorOptions) {
     const first = await merge(mergeInput(userId, fresh, (name) => !outcomes[name].body), { signal: deadline.signal, budgetMs: deadline.remainingMs() })
     const replaceable = first.malformed.filter((name) => servesStale[name] && staleCache.get(name, userId) !== undefined)
     if (replaceable.length === 0) return first
-    const second = await merge(mergeInput(userId, first.validFresh, (name) => !first.validFresh[name]), { signal: deadline.signal, budgetMs: deadline.remainingMs() })
+    // A merge that found a malformed body hands every valid one back, for this second merge.
+    const kept = first.validFresh
+    const second = await merge(mergeInput(userId, kept, (name) => !kept[name]), { signal: deadline.signal, budgetMs: deadline.remainingMs() })
     return { ...second, malformed: first.malformed }
   }
 
-  async function aggregate (userId: string, { signal, requestId }: { signal: AbortSignal, requestId: string }): Promise<AggregateOutcome> {
+  /**
+   * When the merge cannot give an answer before the deadline (its thread died, ran out of memory, or is still running),
+   * the required sections are merged here, on the loop — they are small — and every optional one gets its static
+   * fallback: the request answers 200 partial instead of wasting the fan-out it already paid for.
+   */
+  function degradedMerge (userId: string, required: Partial<Record<UpstreamName, Uint8Array>>): MergeResult {
+    const sections = {} as Record<UpstreamName, SectionInput>
+    for (const name of UPSTREAM_NAMES) {
+      const section: SectionInput = { otherwise: fallbackSteps(fallbacks[name]).otherwise }
+      const body = required[name]
+      if (body) section.fresh = body
+      sections[name] = section
+    }
+    return mergeSections({ userId, topK, sections, returnBodies: [] })
+  }
+
+  async function aggregate (userId: string, { signal, requestId, queuedMs = 0 }: { signal: AbortSignal, requestId: string, queuedMs?: number }): Promise<AggregateOutcome> {
     const startedAt = performance.now()
+    // The deadline counts from arrival: time spent in the admission queue is part of it.
+    const budgetMs = Math.max(0, deadlineMs - queuedMs)
     // Refuse before the fan-out, not after it: five upstream calls whose merge will be refused are pure waste, and
     // under overload that waste is what makes goodput collapse.
-    const refused = merge.refusal(deadlineMs - mergeReserveMs)
+    const refused = merge.refusal(budgetMs - mergeReserveMs)
     if (refused) return { ok: false, error: refused, upstreams: null }
-    const { deadline, outcomes } = await fanOut(userId, signal, requestId)
+    const deadline = startDeadline(budgetMs, signal)
+    let outcome: AggregateOutcome | undefined
+    let slowestCallMs = 0
     try {
-      return await mergeAndReport(userId, outcomes, deadline, startedAt)
+      const outcomes = await fanOut(userId, deadline, requestId)
+      for (const name of UPSTREAM_NAMES) slowestCallMs = Math.max(slowestCallMs, outcomes[name].latencyMs)
+      outcome = await mergeAndReport(userId, outcomes, deadline, startedAt)
+      return outcome
     } finally {
       deadline.release()
+      if (requestChannel.hasSubscribers) {
+        const durationMs = performance.now() - startedAt
+        requestChannel.publish({ userId, ok: outcome?.ok === true, durationMs, ownMs: Math.max(0, durationMs - slowestCallMs) } satisfies AggregateRequestMessage)
+      }
     }
   }
 
@@ -170,26 +222,32 @@ export function createAggregator (options: AggregatorOptions) {
       callReports[name] = outcome.failure ? failureReport(outcome) : { status: 'ok', latencyMs: outcome.latencyMs, fallback: 'none' }
     }
 
-    const failedRequired = UPSTREAM_NAMES.find((name) => UPSTREAMS[name].required && outcomes[name].failure)
+    const failedRequired = requiredNames.find((name) => outcomes[name].failure)
     if (failedRequired) return { ok: false, error: requiredUpstreamError(failedRequired, userId, outcomes[failedRequired].failure!), upstreams: callReports }
 
+    // The required bodies are small and the merge thread takes the originals: a copy stays here for a degraded merge.
+    const required = Object.fromEntries(requiredNames.map((name) => [name, outcomes[name].body!.slice()]))
     let merged: MergeResult
+    let mergeFailed = false
     try {
-      merged = await mergeWithFallbacks(userId, outcomes, deadline)
-    } catch (error) {
-      return { ok: false, error: error as Error, upstreams: callReports }
+      merged = await raceDeadline(mergeWithFallbacks(userId, outcomes, deadline), deadline.signal)
+    } catch {
+      merged = degradedMerge(userId, required)
+      mergeFailed = true
     }
 
     const upstreams = {} as UpstreamReports
     for (const name of UPSTREAM_NAMES) {
       const source = merged.sources[name]
-      const status = merged.malformed.includes(name) ? 'malformed' : callReports[name].status
+      let status = merged.malformed.includes(name) ? 'malformed' : callReports[name].status
+      if (mergeFailed && status === 'ok' && !requiredNames.includes(name)) status = 'merge-failed'
       upstreams[name] = { ...callReports[name], status, fallback: source === 'fresh' ? 'none' : source }
+      // Only a body that went through a whole merge is kept as a last good value.
       const valid = merged.validFresh[name]
       if (valid && servesStale[name]) staleCache.set(name, userId, valid)
     }
 
-    const malformedRequired = UPSTREAM_NAMES.find((name) => UPSTREAMS[name].required && merged.malformed.includes(name))
+    const malformedRequired = requiredNames.find((name) => merged.malformed.includes(name))
     if (malformedRequired) return { ok: false, error: requiredUpstreamError(malformedRequired, userId, 'malformed'), upstreams }
 
     const complete = UPSTREAM_NAMES.every((name) => upstreams[name].status === 'ok')
@@ -202,6 +260,16 @@ export function createAggregator (options: AggregatorOptions) {
   }
 
   return { aggregate }
+}
+
+/** Settles with `work`, or rejects once `signal` aborts: the request answers at its deadline, not when a merge ends. */
+function raceDeadline<T> (work: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason)
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason)
+    signal.addEventListener('abort', onAbort, { once: true })
+    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort))
+  })
 }
 
 export type Aggregator = ReturnType<typeof createAggregator>

@@ -20,7 +20,7 @@ interface Bucket {
   latency: Uint32Array
 }
 
-const emptyStatusCounts = (): Record<UpstreamStatus, number> => ({ ok: 0, timeout: 0, error: 0, rejected: 0, malformed: 0, cancelled: 0 })
+const emptyStatusCounts = (): Record<UpstreamStatus, number> => ({ ok: 0, timeout: 0, error: 0, rejected: 0, malformed: 0, cancelled: 0, 'merge-failed': 0 })
 
 function latencyBucket (latencyMs: number): number {
   const index = LATENCY_BOUNDS_MS.findIndex((bound) => latencyMs <= bound)
@@ -102,13 +102,13 @@ function summarise (ring: ReturnType<typeof createRing>, nowSlot: number, window
   const totals = ring.window(nowSlot, windowSeconds * BUCKETS_PER_SECOND)
   const recent = ring.window(nowSlot + 1, HEALTH_BUCKETS)
   const share = (count: number, total: number) => total === 0 ? 0 : Math.round((count / total) * 1000) / 1000
-  const failed = (counts: typeof totals) => counts.byStatus.timeout + counts.byStatus.error + counts.byStatus.malformed + counts.byStatus.rejected
+  const failed = (counts: typeof totals) => counts.byStatus.timeout + counts.byStatus.error + counts.byStatus.malformed + counts.byStatus.rejected + counts.byStatus['merge-failed']
   const recentFailure = share(failed(recent), recent.calls)
   return {
     rate: Math.round((totals.calls / windowSeconds) * 10) / 10,
     p50Ms: percentile(totals.latency, totals.calls, 0.5),
     p99Ms: percentile(totals.latency, totals.calls, 0.99),
-    errorRate: share(totals.byStatus.error + totals.byStatus.malformed, totals.calls),
+    errorRate: share(totals.byStatus.error + totals.byStatus.malformed + totals.byStatus['merge-failed'], totals.calls),
     timeoutRate: share(totals.byStatus.timeout, totals.calls),
     rejectedRate: share(totals.byStatus.rejected, totals.calls),
     fallbackRate: share(totals.fallbacks, totals.calls),

@@ -8,13 +8,15 @@ import type { UpstreamName } from './upstreams.js'
 export interface StaleCache {
   get (upstream: UpstreamName, userId: string): Uint8Array | undefined
   set (upstream: UpstreamName, userId: string, body: Uint8Array): void
+  /** Whether the entry is missing, or has less than `share` of its time to live left: worth replacing. */
+  needsRefresh (upstream: UpstreamName, userId: string, share: number): boolean
   readonly size: number
   readonly bytes: number
 }
 
 export function createStaleCache ({ maxEntries, maxBytes, ttlMs }: { maxEntries: number, maxBytes: number, ttlMs: number }): StaleCache {
   if (maxEntries === 0) {
-    return { get: () => undefined, set: () => {}, size: 0, bytes: 0 }
+    return { get: () => undefined, set: () => {}, needsRefresh: () => false, size: 0, bytes: 0 }
   }
   const cache = new LRUCache<string, Uint8Array>({
     max: maxEntries,
@@ -29,6 +31,7 @@ export function createStaleCache ({ maxEntries, maxBytes, ttlMs }: { maxEntries:
   return {
     get: (upstream, userId) => cache.get(key(upstream, userId)),
     set: (upstream, userId, body) => { cache.set(key(upstream, userId), body) },
+    needsRefresh: (upstream, userId, share) => cache.getRemainingTTL(key(upstream, userId)) < ttlMs * share,
     get size () { return cache.size },
     get bytes () { return cache.calculatedSize }
   }

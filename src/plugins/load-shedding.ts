@@ -2,7 +2,6 @@ import underPressure, { type FastifyUnderPressureOptions } from '@fastify/under-
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { OverloadedError } from '../lib/errors.js'
-import { createShedController } from '../lib/shed-controller.js'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -12,10 +11,10 @@ declare module 'fastify' {
 }
 
 /**
- * Sheds load with 503 and Retry-After, in two layers. First a graduated one: a share of requests, steered so the
- * event loop's utilisation and delay stay near their targets (src/lib/shed-controller.ts). Behind it,
- * under-pressure's hard limits turn everything away while the process is over one: event-loop delay, event-loop
- * utilisation (per sample interval, not since boot: under-pressure#294), heap or RSS.
+ * The backstop behind admission (src/plugins/admission.ts): while the process is over a hard limit — event-loop delay,
+ * event-loop utilisation (per sample interval, not since boot: under-pressure#294), heap or RSS — every request but
+ * the health routes gets 503 with Retry-After. Admission keeps the process off these limits; this catches what it
+ * cannot see, such as memory.
  */
 export default fp(async function loadShedding (fastify) {
   const settings = fastify.config.loadShedding
@@ -23,23 +22,10 @@ export default fp(async function loadShedding (fastify) {
     fastify.decorate('isUnderPressure', () => false)
     return
   }
-  // Counts a shed request by what shed it. The 503 is OverloadedError's own status, and the central error handler adds
-  // Retry-After to every 503, so both layers answer exactly like any other overload.
+  // The 503 is OverloadedError's own status, and the central error handler adds Retry-After to every 503.
   const turnAway = (reason: string) => {
     fastify.telemetry.recordShed(reason)
     return new OverloadedError()
-  }
-
-  if (settings.targetEventLoopDelayMs > 0 || settings.targetEventLoopUtilization > 0) {
-    const controller = createShedController({
-      targetDelayMs: settings.targetEventLoopDelayMs,
-      targetUtilization: settings.targetEventLoopUtilization,
-      intervalMs: 100
-    })
-    fastify.addHook('onRequest', async (request) => {
-      if (request.routeOptions.config.shed !== false && controller.shouldShed()) throw turnAway('eventLoopTarget')
-    })
-    fastify.addHook('onClose', async () => { controller.stop() })
   }
 
   await fastify.register(underPressure, {

@@ -25,6 +25,7 @@ export default fp(async function observabilityServer (fastify) {
     metrics: observability.metricsEnabled,
     dashboard: observability.dashboardEnabled,
     maxDashboardClients: observability.maxDashboardClients,
+    streamMaxSeconds: observability.dashboardStreamMaxSeconds,
     retryAfterSeconds: loadShedding.retryAfterSeconds
   })
   server.setNotFoundHandler((request, reply) => reply.code(404).send({ statusCode: 404, error: 'Not Found', message: `Route ${request.method} ${request.url.slice(0, 200)} not found` }))

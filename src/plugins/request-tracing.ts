@@ -32,6 +32,11 @@ export default fp(async function requestTracing (fastify) {
     reply.header('x-request-id', request.id)
   })
 
+  // A client that leaves before its answer gets a line too: otherwise the request would vanish from the logs.
+  fastify.addHook('onRequestAbort', async (request) => {
+    request.log.info({ method: request.method, url: request.url.length > 200 ? `${request.url.slice(0, 200)}…` : request.url }, 'request abandoned by the client')
+  })
+
   fastify.addHook('onResponse', async (request, reply) => {
     const line: Record<string, unknown> = {
       method: request.method,

@@ -4,6 +4,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import { sampleEventLoopLag } from '../lib/event-loop-lag.js'
 import { createLiveStats, type StreamStats } from '../lib/live-stats.js'
 import type { MERGE_WORK_COUNTERS } from '../lib/merge/merge-sections.js'
+import type { AdmissionStats } from '../lib/overload/admission.js'
 import { UPSTREAM_NAMES, type UpstreamName } from '../lib/upstreams.js'
 import { isComplete } from './request-tracing.js'
 
@@ -36,12 +37,18 @@ export interface DashboardSnapshot {
   mergePool: { threads: number, queueSize: number, maxQueue: number, busyThreads: number, waitP99Ms: number | null, runP99Ms: number | null, tasks: number, candidatesScored: number }
   eventLoop: { delayP99Ms: number, utilization: number }
   memory: { rssBytes: number, heapUsedBytes: number }
+  /** The adaptive admission limit and its queue; null when admission is off. */
+  admission: AdmissionStats | null
+  shedByReason: Record<string, number>
 }
 
 export interface Telemetry {
   readonly registry: Registry
   recordMergeTiming (waitMs: number, runMs: number): void
   recordShed (reason: string): void
+  /** A request admitted after waiting in the admission queue. */
+  recordQueueWait (waitedMs: number): void
+  setAdmissionStateSource (source: () => AdmissionStats | null): void
   setUpstreamStateSource (source: () => Record<UpstreamName, UpstreamState>): void
   setMergePoolStateSource (source: () => MergePoolState): void
   /** The latest once-a-second snapshot for the live dashboard. */
@@ -78,6 +85,7 @@ export default fp(async function telemetry (fastify) {
   const liveStats = createLiveStats({ windowSeconds: 10 })
   let upstreamStates: (() => Record<UpstreamName, UpstreamState>) | undefined
   let mergePoolState: (() => MergePoolState) | undefined
+  let admissionState: (() => AdmissionStats | null) | undefined
 
   // Event loop, summarised every second by one timer, so neither scrapes nor dashboards reset each other's view.
   const lag = sampleEventLoopLag()
@@ -93,6 +101,19 @@ export default fp(async function telemetry (fastify) {
   const fallbacks = new Counter({ name: 'aggregate_fallbacks_total', help: 'Sections served from a fallback, by upstream and kind (stale, default, omitted).', labelNames: ['upstream', 'kind'], registers: [registry] })
   const responses = new Counter({ name: 'aggregate_responses_total', help: 'Aggregate responses by result: complete, partial (200 with a fallback) or failed.', labelNames: ['result'], registers: [registry] })
   const shed = new Counter({ name: 'aggregate_load_shed_total', help: 'Requests turned away to protect the gateway, by reason.', labelNames: ['reason'], registers: [registry] })
+  const queueWait = new Histogram({ name: 'aggregate_admission_queue_wait_seconds', help: 'Time an admitted aggregate waited in the admission queue (requests admitted at once are not counted).', buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5], registers: [registry] })
+  const admissionGauge = (name: string, help: string, read: (state: AdmissionStats) => number) => new Gauge({
+    name,
+    help,
+    registers: [registry],
+    collect () { const state = admissionState?.(); if (state) this.set(read(state)) }
+  })
+  admissionGauge('aggregate_admission_limit', 'Aggregates allowed in flight now (adaptive).', (state) => state.limit)
+  admissionGauge('aggregate_admission_in_flight', 'Aggregates in flight.', (state) => state.inFlight)
+  admissionGauge('aggregate_admission_queued', 'Aggregates waiting for admission.', (state) => state.queued)
+  admissionGauge('aggregate_admission_queue_limit', 'Most aggregates allowed to wait for admission.', (state) => state.maxQueue)
+  admissionGauge('aggregate_admission_own_time_seconds', 'Recent average own time of an aggregate (its duration minus the slowest upstream call), which steers the limit.', (state) => state.recentOwnMs / SECONDS)
+  admissionGauge('aggregate_admission_own_time_baseline_seconds', 'Long-run average own time the recent one is compared with.', (state) => state.baselineOwnMs / SECONDS)
   const mergeWait = new Histogram({ name: 'aggregate_merge_wait_seconds', help: 'Time a merge waited for a worker thread.', buckets: MERGE_BUCKETS, registers: [registry] })
   const mergeRun = new Histogram({ name: 'aggregate_merge_run_seconds', help: 'Time a worker thread spent on one merge.', buckets: MERGE_BUCKETS, registers: [registry] })
   const mergeWaitRecent = createRecentSamples()
@@ -156,6 +177,15 @@ export default fp(async function telemetry (fastify) {
 
   const subscribers = new Set<(snapshot: DashboardSnapshot) => void>()
   let shedTotal = 0
+  const shedByReason: Record<string, number> = {}
+  // prom-client hashes the label values of every observation; a bound child per label set skips that on the hot path.
+  const bound = new Map<string, { observe (value: number): void }>()
+  const upstreamTimer = (upstream: string, outcome: string) => {
+    const key = `${upstream}|${outcome}`
+    let child = bound.get(key)
+    if (child === undefined) bound.set(key, child = upstreamDuration.labels(upstream, outcome))
+    return child
+  }
   let latest = buildSnapshot()
 
   function buildSnapshot (): DashboardSnapshot {
@@ -187,7 +217,9 @@ export default fp(async function telemetry (fastify) {
         candidatesScored: pool?.work.candidatesScored ?? 0
       },
       eventLoop: { ...eventLoop },
-      memory: { rssBytes: memory.rss, heapUsedBytes: memory.heapUsed }
+      memory: { rssBytes: memory.rss, heapUsedBytes: memory.heapUsed },
+      admission: admissionState?.() ?? null,
+      shedByReason: { ...shedByReason }
     }
   }
 
@@ -230,7 +262,7 @@ export default fp(async function telemetry (fastify) {
     if (!reports) return
     for (const upstream of UPSTREAM_NAMES) {
       const { status, latencyMs, fallback } = reports[upstream]
-      upstreamDuration.observe({ upstream, outcome: status }, latencyMs / SECONDS)
+      upstreamTimer(upstream, status).observe(latencyMs / SECONDS)
       if (fallback !== 'none') fallbacks.inc({ upstream, kind: fallback })
     }
   })
@@ -252,8 +284,11 @@ export default fp(async function telemetry (fastify) {
     recordShed (reason) {
       shed.inc({ reason })
       shedTotal++
+      shedByReason[reason] = (shedByReason[reason] ?? 0) + 1
       liveStats.recordShed()
     },
+    recordQueueWait (waitedMs) { queueWait.observe(waitedMs / SECONDS) },
+    setAdmissionStateSource (source) { admissionState = source },
     setUpstreamStateSource (source) { upstreamStates = source },
     setMergePoolStateSource (source) { mergePoolState = source },
     snapshot: () => subscribers.size > 0 ? latest : buildSnapshot(),

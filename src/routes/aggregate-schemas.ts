@@ -106,7 +106,7 @@ const UpstreamReportSchema = {
   type: 'object',
   required: ['status', 'latencyMs', 'fallback'],
   properties: {
-    status: { type: 'string', enum: ['ok', 'timeout', 'error', 'rejected', 'malformed', 'cancelled'] },
+    status: { type: 'string', enum: ['ok', 'timeout', 'error', 'rejected', 'malformed', 'cancelled', 'merge-failed'] },
     latencyMs: { type: 'number' },
     fallback: { type: 'string', enum: ['none', 'stale', 'default', 'omitted'] },
     httpStatus: { type: 'integer' }

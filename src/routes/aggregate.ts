@@ -15,7 +15,11 @@ const aggregateRoutes: FastifyPluginAsync = async (fastify) => {
     handlerTimeout: fastify.config.aggregate.deadlineMs + HANDLER_GRACE_MS,
     config: { aggregate: true }
   }, async (request, reply) => {
-    const outcome = await fastify.aggregator.aggregate(request.params.userId, { signal: request.signal, requestId: request.id })
+    const outcome = await fastify.aggregator.aggregate(request.params.userId, {
+      signal: request.signal,
+      requestId: request.id,
+      queuedMs: fastify.admission.queuedMs(request.raw)
+    })
     request.upstreamReports = outcome.upstreams
     if (!outcome.ok) throw outcome.error
     reply.header('x-aggregate-complete', String(outcome.body.meta.complete))

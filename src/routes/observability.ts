@@ -8,6 +8,8 @@ export interface ObservabilityRoutesOptions {
   metrics: boolean
   dashboard: boolean
   maxDashboardClients: number
+  /** A stream is closed after this long; the page's EventSource reconnects. */
+  streamMaxSeconds: number
   retryAfterSeconds: number
 }
 
@@ -21,6 +23,9 @@ const ASSETS = {
 } as const
 
 // Nothing inline, nothing from elsewhere: the page can only run its own script and talk to its own origin.
+// A client that stops reading is dropped once this much is waiting for it, instead of holding a slot and memory.
+const MAX_UNREAD_STREAM_BYTES = 256 * 1024
+
 const CONTENT_SECURITY_POLICY = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; frame-ancestors 'none'"
 
 /**
@@ -57,15 +62,21 @@ const observabilityRoutes: FastifyPluginAsync<ObservabilityRoutesOptions> = asyn
     reply.hijack()
     const raw = reply.raw
     raw.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' })
-    const send = (snapshot: unknown) => raw.write(`data: ${JSON.stringify(snapshot)}\n\n`)
-    send(telemetry.snapshot())
+    const send = (snapshot: unknown) => {
+      if (raw.writableLength > MAX_UNREAD_STREAM_BYTES) end()
+      else raw.write(`data: ${JSON.stringify(snapshot)}\n\n`)
+    }
     const unsubscribe = telemetry.subscribe(send)
+    const lifetime = setTimeout(() => end(), options.streamMaxSeconds * 1000)
+    lifetime.unref()
     const end = () => {
       unsubscribe()
+      clearTimeout(lifetime)
       streams.delete(end)
       if (!raw.writableEnded) raw.end()
     }
     streams.add(end)
+    send(telemetry.snapshot())
     request.raw.on('close', end)
   })
 

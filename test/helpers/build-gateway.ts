@@ -13,7 +13,8 @@ export type TestGateway = FastifyInstance & { origin: string }
 
 export async function buildGateway (env: Record<string, string>, { listen = false } = {}): Promise<TestGateway> {
   // Load shedding is off unless a test turns it on: a busy test process would otherwise trip it at random.
-  const config = loadConfig({ MERGE_POOL_THREADS: '2', LOG_LEVEL: 'silent', LOAD_SHEDDING_ENABLED: 'false', ...env })
+  // /metrics and the dashboard on the app itself, for `inject`; test/routes/observability.test.ts checks the default.
+  const config = loadConfig({ MERGE_POOL_THREADS: '2', LOG_LEVEL: 'silent', LOAD_SHEDDING_ENABLED: 'false', OBSERVABILITY_ON_GATEWAY_PORT: 'true', ...env })
   const fastify = Fastify(serverOptions(config, { logger: false }))
   // Unwrapped, as fastify/demo's tests do, so the app's decorators (mergePool, ...) are visible to the test.
   await fastify.register(fp(app), { config })

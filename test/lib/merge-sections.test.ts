@@ -71,8 +71,10 @@ describe('mergeSections', () => {
     expect(result.sections.recommendations!.every((item) => item.available === null)).toBe(true)
   })
 
-  it('hands back exactly the fresh bodies that were valid', () => {
-    const result = mergeSections(input('user-6'))
-    expect(Object.keys(result.validFresh).sort()).toEqual([...UPSTREAM_NAMES].sort())
+  it('hands back only the valid fresh bodies it was asked for, and every valid one when a body was malformed', () => {
+    expect(Object.keys(mergeSections(input('user-6')).validFresh)).toEqual([])
+    expect(Object.keys(mergeSections({ ...input('user-6'), returnBodies: ['orders', 'loyalty'] }).validFresh).sort()).toEqual(['loyalty', 'orders'])
+    const withMalformed = mergeSections(input('user-6', { loyalty: { fresh: encode({ points: 'many' }), otherwise: 'omit' } }))
+    expect(Object.keys(withMalformed.validFresh).sort()).toEqual(['inventory', 'orders', 'profile', 'recommendations'])
   })
 })

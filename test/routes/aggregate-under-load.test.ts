@@ -52,7 +52,8 @@ describe('a burst of 200 concurrent requests', () => {
     const gateway = await buildGateway({
       ...upstreams.env,
       AGGREGATE_DEADLINE_MS: '2000',
-      // This test is about the upstream bulkheads: the merge queue must not be what turns requests away.
+      // This test is about the upstream bulkheads: neither admission nor the merge queue may be what turns requests away.
+      ADMISSION_ENABLED: 'false',
       MERGE_POOL_MAX_QUEUE: '1000',
       UPSTREAM_PROFILE_CONCURRENCY: '200',
       UPSTREAM_PROFILE_TIMEOUT_MS: '2000',
@@ -105,13 +106,17 @@ describe('the merge worker pool', () => {
         await new Promise((resolve) => setTimeout(resolve, 5))
       }
       const responses = await load
-      expect(responses.every((response) => response.status === 200)).toBe(true)
+      // On a busy machine the pool may refuse a few merges before their fan-out (it could not start them in time):
+      // that is admission doing its job. Anything else is a failure.
+      const unexpected = responses.filter((response) => response.status !== 200 && !String(response.body.code).startsWith('AGG_ERR_MERGE_QUEUE'))
+      expect(unexpected.map((response) => `${response.status} ${response.body.code}`)).toEqual([])
+      expect(responses.filter((response) => response.status === 200).length).toBeGreaterThan(10)
       expect(healthTimes.length).toBeGreaterThan(5)
       // Measured: median about 1 ms with the pool; with the same merges inline it is about 70 ms, since every /health
       // waits behind a 10x merge. The bound sits far from both.
       healthTimes.sort((left, right) => left - right)
       expect(healthTimes[Math.floor(healthTimes.length / 2)]).toBeLessThan(30)
-      expect(healthTimes.at(-1)).toBeLessThan(250)
+      expect(healthTimes.at(-1)).toBeLessThan(500)
     } finally {
       await gateway.close()
     }

@@ -22,6 +22,8 @@ export interface MergeInput {
   userId: string
   topK: number
   sections: Record<UpstreamName, SectionInput>
+  /** Valid fresh bodies to hand back (to refresh the last-good cache); all of them when one was malformed. */
+  returnBodies?: UpstreamName[]
 }
 
 export interface AggregateSections {
@@ -48,7 +50,10 @@ export interface MergeResult {
   sources: Record<UpstreamName, SectionSource>
   /** Upstreams whose fresh body was not valid JSON of the expected shape. */
   malformed: UpstreamName[]
-  /** Fresh bodies that were valid, handed back so the caller can keep them as last-good values. */
+  /**
+   * Fresh bodies that went through the whole merge, handed back so the caller can keep them as last-good values: those
+   * in `returnBodies`, or every one when a body was malformed (the caller may merge again with a last-good value).
+   */
   validFresh: Partial<Record<UpstreamName, Uint8Array>>
   work: { candidatesScored: number, bytesParsed: number }
 }
@@ -77,56 +82,105 @@ function tryRead<Name extends UpstreamName> (name: Name, body: Uint8Array): Payl
   }
 }
 
+/** The sections built from the usable payloads; `unusable` names a payload whose section came out non-finite. */
+function buildSections (payloads: Partial<Payloads>, topK: number): { built: Required<AggregateSections>, candidatesScored: number, unusable: UpstreamName | null } {
+  const { profile, orders, recommendations, inventory, loyalty } = payloads
+  const ordersSummary = orders ? summariseOrders(orders) : EMPTY_ORDERS_SUMMARY
+  if (orders && !allFinite(ordersSummary)) return { built: undefined as never, candidatesScored: 0, unusable: 'orders' }
+  const loyaltySummary = loyalty ? loyaltyProgress(loyalty) : EMPTY_LOYALTY_SUMMARY
+  if (loyalty && !allFinite(loyaltySummary)) return { built: undefined as never, candidatesScored: 0, unusable: 'loyalty' }
+  const inventorySummary = inventory ? summariseInventory(inventory) : EMPTY_INVENTORY_SUMMARY
+  const rank = (history: OrdersPayload['orders']) => recommendations
+    ? rankRecommendations({
+      candidates: recommendations.candidates,
+      orders: history,
+      stock: inventory ? new Map(inventory.items.map((item) => [item.productId, item])) : null,
+      categoryShare: new Map(ordersSummary.spendByCategory.map(({ category, share }) => [category, share])),
+      favouriteCategories: profile?.preferences.favouriteCategories ?? [],
+      topK
+    })
+    : { ranked: [], candidatesScored: 0 }
+  const { ranked, candidatesScored } = rank(orders?.orders ?? [])
+  if (!allFinite(ranked)) {
+    // A ranking goes non-finite through the candidates' numbers or the order history they are compared with: the
+    // history is to blame when the same candidates rank finitely without it.
+    const historyToBlame = orders !== undefined && allFinite(rank([]).ranked)
+    return { built: undefined as never, candidatesScored, unusable: historyToBlame ? 'orders' : 'recommendations' }
+  }
+  return {
+    built: { profile: profile!, orders: ordersSummary, recommendations: ranked, inventory: inventorySummary, loyalty: loyaltySummary },
+    candidatesScored,
+    unusable: null
+  }
+}
+
+/** Whether every number in a (small) merged section is finite: a body can be valid JSON and still overflow. */
+function allFinite (value: unknown): boolean {
+  if (typeof value === 'number') return Number.isFinite(value)
+  if (typeof value !== 'object' || value === null) return true
+  if (Array.isArray(value)) return value.every(allFinite)
+  for (const key in value) if (!allFinite((value as Record<string, unknown>)[key])) return false
+  return true
+}
+
 /**
  * Parses every upstream body and builds the aggregate: order statistics, recommendations ranked against the order
  * history and filtered by stock, inventory and loyalty summaries. Pure and synchronous, so it runs the same in a worker
- * thread or inline; a section whose body is unusable falls back to the stale body, then to its default or nothing.
+ * thread or inline; a section whose body is unusable — unparseable, the wrong shape, over its structural budget, or
+ * with numbers that overflow in the merge — falls back to the stale body, then to its default or nothing.
  */
 export function mergeSections (input: MergeInput): MergeResult {
   const sources = {} as Record<UpstreamName, SectionSource>
   const malformed: UpstreamName[] = []
-  const validFresh: MergeResult['validFresh'] = {}
   const payloads: Partial<Payloads> = {}
+  const freshUsed: UpstreamName[] = []
   let bytesParsed = 0
 
+  function useFallback (name: UpstreamName, tryStale: boolean) {
+    const { stale, otherwise } = input.sections[name]
+    const payload = tryStale && stale ? tryRead(name, stale) : undefined
+    if (tryStale) bytesParsed += stale?.byteLength ?? 0
+    sources[name] = payload !== undefined ? 'stale' : otherwise === 'default' ? 'default' : 'omitted'
+    if (payload !== undefined) (payloads as Record<UpstreamName, unknown>)[name] = payload
+    else delete payloads[name]
+  }
+
   for (const name of UPSTREAM_NAMES) {
-    const { fresh, stale, otherwise } = input.sections[name]
-    bytesParsed += (fresh?.byteLength ?? 0) + (stale?.byteLength ?? 0)
-    let payload = fresh && tryRead(name, fresh)
+    const { fresh } = input.sections[name]
+    bytesParsed += fresh?.byteLength ?? 0
+    const payload = fresh && tryRead(name, fresh)
     if (payload !== undefined) {
       sources[name] = 'fresh'
-      validFresh[name] = fresh
+      freshUsed.push(name)
+      ;(payloads as Record<UpstreamName, unknown>)[name] = payload
     } else {
       if (fresh) malformed.push(name)
-      payload = stale && tryRead(name, stale)
-      sources[name] = payload !== undefined ? 'stale' : otherwise === 'default' ? 'default' : 'omitted'
+      useFallback(name, true)
     }
-    if (payload !== undefined) (payloads as Record<UpstreamName, unknown>)[name] = payload
   }
 
-  const { profile, orders, recommendations, inventory, loyalty } = payloads
-  const ordersSummary = orders ? summariseOrders(orders) : EMPTY_ORDERS_SUMMARY
-  const { ranked, candidatesScored } = recommendations
-    ? rankRecommendations({
-      candidates: recommendations.candidates,
-      orders: orders?.orders ?? [],
-      stock: inventory ? new Map(inventory.items.map((item) => [item.productId, item])) : null,
-      categoryShare: new Map(ordersSummary.spendByCategory.map(({ category, share }) => [category, share])),
-      favouriteCategories: profile?.preferences.favouriteCategories ?? [],
-      topK: input.topK
-    })
-    : { ranked: [], candidatesScored: 0 }
-
-  const built: Required<AggregateSections> = {
-    profile: profile!,
-    orders: ordersSummary,
-    recommendations: ranked,
-    inventory: inventory ? summariseInventory(inventory) : EMPTY_INVENTORY_SUMMARY,
-    loyalty: loyalty ? loyaltyProgress(loyalty) : EMPTY_LOYALTY_SUMMARY
+  // Each round drops one payload whose section overflowed and builds again; a stale value that overflows too is
+  // dropped for good. At most two rounds per upstream.
+  let result = buildSections(payloads, input.topK)
+  while (result.unusable !== null) {
+    const name = result.unusable
+    if (sources[name] === 'fresh') {
+      malformed.push(name)
+      freshUsed.splice(freshUsed.indexOf(name), 1)
+      useFallback(name, true)
+    } else {
+      useFallback(name, false)
+    }
+    result = buildSections(payloads, input.topK)
   }
+
   const sections: AggregateSections = {}
   for (const name of UPSTREAM_NAMES) {
-    if (sources[name] !== 'omitted') (sections as Record<UpstreamName, unknown>)[name] = built[name]
+    if (sources[name] !== 'omitted') (sections as Record<UpstreamName, unknown>)[name] = result.built[name]
   }
-  return { sections, sources, malformed, validFresh, work: { candidatesScored, bytesParsed } }
+  const validFresh: MergeResult['validFresh'] = {}
+  for (const name of freshUsed) {
+    if (malformed.length > 0 || input.returnBodies?.includes(name) === true) validFresh[name] = input.sections[name].fresh!
+  }
+  return { sections, sources, malformed, validFresh, work: { candidatesScored: result.candidatesScored, bytesParsed } }
 }
