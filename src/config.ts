@@ -11,6 +11,7 @@ export interface UpstreamConfig {
   readonly concurrency: number
   readonly maxQueue: number
   readonly fallback: FallbackPolicy
+  readonly maxBodyBytes: number
 }
 
 export interface Config {
@@ -19,7 +20,7 @@ export interface Config {
   readonly logLevel: string
   readonly aggregate: { readonly deadlineMs: number, readonly mergeReserveMs: number, readonly topK: number }
   readonly upstreams: Readonly<Record<UpstreamName, UpstreamConfig>>
-  readonly upstreamTransport: { readonly maxResponseBytes: number, readonly keepAliveTimeoutMs: number }
+  readonly upstreamTransport: { readonly keepAliveTimeoutMs: number }
   readonly staleCache: { readonly maxEntries: number, readonly maxBytes: number, readonly ttlMs: number }
   readonly mergePool: { readonly threads: number, readonly maxQueue: number, readonly inlineMaxBytes: number, readonly maxHeapMb: number }
   readonly server: {
@@ -90,17 +91,17 @@ export function configSchema (): Record<string, VariableSchema> {
     RECOMMENDATIONS_TOP_K: { type: 'integer', minimum: 1, maximum: 100, default: 10, description: 'How many ranked, in-stock recommendations a response carries.' }
   }
   for (const name of UPSTREAM_NAMES) {
-    const { defaultPort, required } = UPSTREAMS[name]
+    const { defaultPort, required, defaultMaxBodyBytes } = UPSTREAMS[name]
     schema[upstreamVariable(name, 'URL')] = { type: 'string', pattern: HTTP_URL, default: `http://127.0.0.1:${defaultPort}`, description: `Origin of the ${name} upstream.` }
     schema[upstreamVariable(name, 'TIMEOUT_MS')] = { type: 'integer', minimum: 1, maximum: 60_000, default: 200, description: `Timeout of one ${name} call, queue wait included (capped by what is left of the deadline).` }
     schema[upstreamVariable(name, 'CONCURRENCY')] = { type: 'integer', minimum: 1, maximum: 10_000, default: 50, description: `Calls to ${name} in flight at once; also its connection limit.` }
+    schema[upstreamVariable(name, 'MAX_BODY_BYTES')] = { type: 'integer', minimum: 1024, maximum: 1024 * MiB, default: defaultMaxBodyBytes, description: `Largest ${name} body accepted; a bigger one is cut off while it arrives and counts as an error.` }
     schema[upstreamVariable(name, 'MAX_QUEUE')] = { type: 'integer', minimum: 0, maximum: 100_000, default: 100, description: `Calls to ${name} allowed to wait for a slot; more are rejected at once.` }
     if (!required) {
       schema[upstreamVariable(name, 'FALLBACK')] = { type: 'string', enum: FALLBACK_POLICIES, default: 'stale-or-default', description: `What the ${name} section becomes when the call fails.` }
     }
   }
   Object.assign(schema, {
-    UPSTREAM_MAX_RESPONSE_BYTES: { type: 'integer', minimum: 1024, maximum: 1024 * MiB, default: 8 * MiB, description: 'Largest upstream body accepted; a bigger one is an error.' },
     UPSTREAM_KEEP_ALIVE_TIMEOUT_MS: { type: 'integer', minimum: 1, maximum: 600_000, default: 4000, description: 'How long an idle upstream connection is kept.' },
     STALE_CACHE_MAX_ENTRIES: { type: 'integer', minimum: 0, maximum: 10_000_000, default: 10_000, description: 'Last-good upstream bodies kept for stale fallbacks (0 disables).' },
     STALE_CACHE_MAX_BYTES: { type: 'integer', minimum: 1024, maximum: 64 * 1024 * MiB, default: 64 * MiB, description: 'Total size of the stale cache.' },
@@ -192,6 +193,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
       timeoutMs: number(timeoutVariable),
       concurrency: number(upstreamVariable(name, 'CONCURRENCY')),
       maxQueue: number(upstreamVariable(name, 'MAX_QUEUE')),
+      maxBodyBytes: number(upstreamVariable(name, 'MAX_BODY_BYTES')),
       // A required upstream has no fallback; `omit` is what the merge is told, and the request fails before it matters.
       fallback: (values[upstreamVariable(name, 'FALLBACK')] ?? 'omit') as FallbackPolicy
     })
@@ -211,7 +213,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: values.LOG_LEVEL as string,
     aggregate: Object.freeze({ deadlineMs, mergeReserveMs: number('AGGREGATE_MERGE_RESERVE_MS'), topK: number('RECOMMENDATIONS_TOP_K') }),
     upstreams: Object.freeze(upstreams),
-    upstreamTransport: Object.freeze({ maxResponseBytes: number('UPSTREAM_MAX_RESPONSE_BYTES'), keepAliveTimeoutMs: number('UPSTREAM_KEEP_ALIVE_TIMEOUT_MS') }),
+    upstreamTransport: Object.freeze({ keepAliveTimeoutMs: number('UPSTREAM_KEEP_ALIVE_TIMEOUT_MS') }),
     staleCache: Object.freeze({ maxEntries: number('STALE_CACHE_MAX_ENTRIES'), maxBytes: number('STALE_CACHE_MAX_BYTES'), ttlMs: number('STALE_CACHE_TTL_MS') }),
     mergePool: Object.freeze({
       threads,

@@ -24,7 +24,6 @@ export interface UpstreamClient {
 }
 
 export interface TransportOptions {
-  maxResponseBytes: number
   keepAliveTimeoutMs: number
 }
 
@@ -43,7 +42,7 @@ function isTimeout (reason: unknown): boolean {
  * Every body is read in full or dumped, so no connection is left stalled.
  */
 export function createUpstreamClient (config: UpstreamConfig, transport: TransportOptions): UpstreamClient {
-  const { name, url, timeoutMs, concurrency, maxQueue } = config
+  const { name, url, timeoutMs, concurrency, maxQueue, maxBodyBytes } = config
   const pathFor = UPSTREAMS[name].pathFor
   const pool = new Pool(url, {
     connections: concurrency,
@@ -52,7 +51,7 @@ export function createUpstreamClient (config: UpstreamConfig, transport: Transpo
     headersTimeout: timeoutMs + SAFETY_NET_MS,
     bodyTimeout: timeoutMs + SAFETY_NET_MS,
     connectTimeout: timeoutMs + SAFETY_NET_MS,
-    maxResponseSize: transport.maxResponseBytes
+    maxResponseSize: maxBodyBytes
   })
   const bulkhead = createBulkhead({ concurrency, maxQueue })
 

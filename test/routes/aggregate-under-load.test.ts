@@ -162,8 +162,8 @@ describe('the merge worker pool', () => {
 })
 
 describe('limits on what an upstream can send', () => {
-  it('refuses a body over UPSTREAM_MAX_RESPONSE_BYTES and falls back', async () => {
-    const gateway = await buildGateway({ ...upstreams.env, UPSTREAM_MAX_RESPONSE_BYTES: '4096' }, { listen: true })
+  it('refuses a body over its UPSTREAM_<NAME>_MAX_BODY_BYTES and falls back', async () => {
+    const gateway = await buildGateway({ ...upstreams.env, UPSTREAM_RECOMMENDATIONS_MAX_BODY_BYTES: '4096' }, { listen: true })
     try {
       const { status, body } = await getJson(`${gateway.origin}/aggregate/user-1`)
       expect(status).toBe(200)
