@@ -37,6 +37,39 @@ const MAX_CONTROL_BODY_BYTES = 16 * 1024
 // slow-body mode: this many bytes every interval, so any sensible timeout fires first.
 const TRICKLE_BYTES = 64
 const TRICKLE_INTERVAL_MS = 100
+// header-flood mode: enough headers to blow any sane client header limit many times over.
+const FLOOD_HEADER_COUNT = 10_000
+// overflow mode: finite in JSON, Infinity as soon as two of them are added or one is multiplied by a quantity.
+const HUGE = 1e308
+const OVERFLOWING_FIELDS = new Set(['price', 'unitPrice', 'total', 'popularity', 'points', 'delta', 'threshold', 'available'])
+
+/** `[[],[],...,[]]` of about `bytes` bytes: valid JSON, cheap to send, costly to parse into millions of arrays. */
+export function nestedArraysBody (bytes: number): Buffer {
+  const count = Math.max(1, Math.floor((bytes - 2 + 1) / 3))
+  return Buffer.from(`[${'[],'.repeat(count - 1)}[]]`)
+}
+
+/** The same body with every amount replaced by a number that overflows in arithmetic; the shape stays valid. */
+export function overflowingBody (value: unknown, key?: string): unknown {
+  if (Array.isArray(value)) {
+    return key === 'features' ? value.map(() => HUGE) : value.map((item) => overflowingBody(item))
+  }
+  if (typeof value === 'object' && value !== null) {
+    return Object.fromEntries(Object.entries(value).map(([field, inner]) => [field, overflowingBody(inner, field)]))
+  }
+  if (typeof value === 'number' && key !== undefined) {
+    if (key === 'quantity') return 10
+    // Keeps the sign: sums of earned and spent points end as Infinity, -Infinity or NaN, never as a number.
+    if (OVERFLOWING_FIELDS.has(key)) return value < 0 ? -HUGE : HUGE
+  }
+  return value
+}
+
+function floodHeaders (): string[] {
+  const raw: string[] = []
+  for (let index = 0; index < FLOOD_HEADER_COUNT; index++) raw.push(`x-flood-${index}`, '1')
+  return raw
+}
 
 const emptyStats = (inFlight = 0): MockStats => ({
   requests: 0, inFlight, maxInFlight: inFlight, aborted: 0, completed: 0, resets: 0, lastRequestId: null, lastDeadlineMs: null
@@ -68,22 +101,33 @@ function readBody (request: IncomingMessage): Promise<string> {
 
 /**
  * One mock upstream: a real HTTP server that serves `name`'s resource with deterministic data and can be told, through
- * `/__control`, to be slow, flaky, hang, send broken JSON, trickle its body or reset the connection.
+ * `/__control`, to be slow, flaky, hang, send broken JSON, trickle its body or reset the connection, or to be hostile:
+ * a huge body of nested arrays (`nested`), amounts that overflow in arithmetic (`overflow`), or 10,000 response
+ * headers (`header-flood`).
  */
 export function createMockService (name: UpstreamName, defaults: MockSettings = BUILT_IN_DEFAULTS): MockService {
   let settings = { ...defaults }
   let stats = emptyStats()
   // Generating a 10x body costs milliseconds; the mock should measure the gateway, not itself.
   const bodies = new LRUCache<string, Buffer>({ maxSize: 64 * 1024 * 1024, sizeCalculation: (body) => body.length })
+  // The same for every request and user, and up to 64 MiB: one copy, rebuilt only when hostileBytes changes.
+  let nested: { bytes: number, body: Buffer } | undefined
+  let flood: string[] | undefined
 
-  function bodyFor (userId: string): Buffer {
-    const key = `${settings.payloadScale}|${userId}`
+  function bodyFor (userId: string, overflow = false): Buffer {
+    const key = `${settings.payloadScale}|${overflow ? 'overflow|' : ''}${userId}`
     let body = bodies.get(key)
     if (!body) {
-      body = Buffer.from(JSON.stringify(BODY_GENERATORS[name](userId, settings.payloadScale)))
+      const data = BODY_GENERATORS[name](userId, settings.payloadScale)
+      body = Buffer.from(JSON.stringify(overflow ? overflowingBody(data) : data))
       bodies.set(key, body)
     }
     return body
+  }
+
+  function nestedBody (bytes: number): Buffer {
+    if (nested?.bytes !== bytes) nested = { bytes, body: nestedArraysBody(bytes) }
+    return nested.body
   }
 
   async function control (request: IncomingMessage, response: ServerResponse) {
@@ -137,7 +181,18 @@ export function createMockService (name: UpstreamName, defaults: MockSettings = 
         return sendJson(response, 500, { error: 'simulated failure' })
       }
       if (name === 'profile' && userId.startsWith('unknown')) return sendJson(response, 404, { error: 'user not found' })
-      const body = bodyFor(userId)
+      if (current.mode === 'nested') {
+        const body = nestedBody(current.hostileBytes)
+        response.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length })
+        return response.end(body)
+      }
+      const body = bodyFor(userId, current.mode === 'overflow')
+      if (current.mode === 'header-flood') {
+        // A raw array: Node sends it as is, with no limit on outgoing headers.
+        flood ??= floodHeaders()
+        response.writeHead(200, ['content-type', 'application/json', 'content-length', String(body.length), ...flood])
+        return response.end(body)
+      }
       if (current.mode === 'malformed') {
         const broken = Buffer.concat([body.subarray(0, Math.floor(body.length * 0.6)), Buffer.from('\u0000}{"')])
         response.writeHead(200, { 'content-type': 'application/json', 'content-length': broken.length })

@@ -1,7 +1,7 @@
 /**
  * The fault and latency controls every mock upstream exposes at `/__control`.
  */
-export const MOCK_MODES = ['normal', 'hang', 'error', 'malformed', 'slow-body', 'reset'] as const
+export const MOCK_MODES = ['normal', 'hang', 'error', 'malformed', 'slow-body', 'reset', 'nested', 'overflow', 'header-flood'] as const
 export type MockMode = typeof MOCK_MODES[number]
 
 export interface MockSettings {
@@ -13,16 +13,24 @@ export interface MockSettings {
   failureRate: number
   /** Multiplies the list sizes of every body. */
   payloadScale: number
+  /** Size of the body in `nested` mode: valid JSON that is expensive to parse. */
+  hostileBytes: number
   mode: MockMode
 }
 
-export const BUILT_IN_DEFAULTS: MockSettings = Object.freeze({ latencyMs: 0, jitterMs: 0, failureRate: 0, payloadScale: 1, mode: 'normal' })
+// A little under 8 MiB, so a gateway whose body limit is exactly 8 MiB still reads (and has to parse) all of it.
+const DEFAULT_HOSTILE_BYTES = 8 * 1024 * 1024 - 1024
+
+export const BUILT_IN_DEFAULTS: MockSettings = Object.freeze({
+  latencyMs: 0, jitterMs: 0, failureRate: 0, payloadScale: 1, hostileBytes: DEFAULT_HOSTILE_BYTES, mode: 'normal'
+})
 
 const LIMITS = {
   latencyMs: { min: 0, max: 600_000 },
   jitterMs: { min: 0, max: 600_000 },
   failureRate: { min: 0, max: 1 },
-  payloadScale: { min: 0.01, max: 100 }
+  payloadScale: { min: 0.01, max: 100 },
+  hostileBytes: { min: 1024, max: 64 * 1024 * 1024 }
 } as const
 
 /**
@@ -51,7 +59,7 @@ export function updateSettings (current: MockSettings, update: unknown): { setti
 /** Defaults for a mock process, from `MOCK_*` environment variables, validated like a PUT. */
 export function settingsFromEnvironment (env: NodeJS.ProcessEnv, base: MockSettings = BUILT_IN_DEFAULTS): MockSettings {
   const update: Record<string, unknown> = {}
-  const numeric = { MOCK_LATENCY_MS: 'latencyMs', MOCK_JITTER_MS: 'jitterMs', MOCK_FAILURE_RATE: 'failureRate', MOCK_PAYLOAD_SCALE: 'payloadScale' }
+  const numeric = { MOCK_LATENCY_MS: 'latencyMs', MOCK_JITTER_MS: 'jitterMs', MOCK_FAILURE_RATE: 'failureRate', MOCK_PAYLOAD_SCALE: 'payloadScale', MOCK_HOSTILE_BYTES: 'hostileBytes' }
   for (const [variable, key] of Object.entries(numeric)) {
     if (env[variable] !== undefined && env[variable] !== '') update[key] = Number(env[variable])
   }

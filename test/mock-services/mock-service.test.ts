@@ -1,12 +1,14 @@
+import { get } from 'node:http'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createMockService, type MockService } from '../../mock-services/mock-service.js'
+import { loyaltyFor, recommendationsFor } from '../../mock-services/data.js'
+import { createMockService, overflowingBody, type MockService } from '../../mock-services/mock-service.js'
 import { settingsFromEnvironment } from '../../mock-services/settings.js'
 
 let mock: MockService
 let url: string
 
 beforeAll(async () => {
-  mock = createMockService('orders', { latencyMs: 5, jitterMs: 0, failureRate: 0, payloadScale: 1, mode: 'normal' })
+  mock = createMockService('orders', { latencyMs: 5, jitterMs: 0, failureRate: 0, payloadScale: 1, hostileBytes: 64 * 1024, mode: 'normal' })
   url = await mock.listen(0)
 })
 afterAll(async () => { await mock?.close() })
@@ -73,8 +75,87 @@ describe('a mock upstream', () => {
     await fetch(`${url}/__control`, { method: 'DELETE' })
   })
 
+  it('sends about hostileBytes of valid, deeply repetitive nested arrays in nested mode', async () => {
+    await put({ mode: 'nested', hostileBytes: 30_000 })
+    const response = await fetch(`${url}/users/u-6/orders`)
+    expect(response.status).toBe(200)
+    expect(response.headers.get('content-type')).toBe('application/json')
+    const text = await response.text()
+    expect(text.length).toBeLessThanOrEqual(30_000)
+    expect(text.length).toBeGreaterThan(29_900)
+    const parsed = JSON.parse(text)
+    expect(parsed.length).toBe(9999)
+    expect(parsed.every((item: unknown) => Array.isArray(item) && item.length === 0)).toBe(true)
+    // The same body for every user: it is generated once.
+    expect(await (await fetch(`${url}/users/u-7/orders`)).text()).toBe(text)
+    await fetch(`${url}/__control`, { method: 'DELETE' })
+  })
+
+  it('bounds hostileBytes like every other setting', async () => {
+    for (const hostileBytes of [1023, 64 * 1024 * 1024 + 1, '8MB']) {
+      const rejected = await put({ hostileBytes })
+      expect(rejected.status, `hostileBytes ${hostileBytes}`).toBe(400)
+      expect((await json(rejected)).problems).toEqual(['hostileBytes must be a number from 1024 to 67108864'])
+    }
+  })
+
+  it('keeps the shape but sends amounts that overflow in arithmetic in overflow mode', async () => {
+    const normal = await json(fetch(`${url}/users/u-8/orders`))
+    await put({ mode: 'overflow' })
+    const response = await fetch(`${url}/users/u-8/orders`)
+    expect(response.status).toBe(200)
+    expect(response.headers.get('content-type')).toBe('application/json')
+    const hostile = await json(response)
+    expect(hostile.orders).toHaveLength(normal.orders.length)
+    expect(hostile.orders[0].id).toBe(normal.orders[0].id)
+    for (const order of hostile.orders) {
+      expect(order.total).toBe(1e308)
+      for (const line of order.items) expect(line).toMatchObject({ unitPrice: 1e308, quantity: 10 })
+    }
+    expect(hostile.orders[0].items[0].unitPrice * hostile.orders[0].items[0].quantity).toBe(Infinity)
+    await fetch(`${url}/__control`, { method: 'DELETE' })
+  })
+
+  it('overflows the amounts of every upstream that has some: no sum or product of them stays finite', () => {
+    const loyalty = overflowingBody(loyaltyFor('u-1', 1)) as ReturnType<typeof loyaltyFor>
+    expect(loyalty.points).toBe(1e308)
+    expect(loyalty.tiers.every((tier) => tier.threshold === 1e308)).toBe(true)
+    expect(Number.isFinite(loyalty.history.reduce((sum, event) => sum + event.delta, 0))).toBe(false)
+    const recommendations = overflowingBody(recommendationsFor('u-1', 1)) as ReturnType<typeof recommendationsFor>
+    const [first] = recommendations.candidates
+    expect(first).toMatchObject({ price: 1e308, popularity: 1e308 })
+    expect(first!.features.reduce((sum, value) => sum + value * value, 0)).toBe(Infinity)
+    expect(typeof first!.title).toBe('string')
+  })
+
+  it('sends 10,000 response headers with a normal body in header-flood mode, and counts it as completed', async () => {
+    await fetch(`${url}/__stats`, { method: 'DELETE' })
+    await put({ mode: 'header-flood' })
+    const { status, headers, body } = await new Promise<{ status: number | undefined, headers: Record<string, unknown>, body: string }>((resolve, reject) => {
+      const request = get(`${url}/users/u-9/orders`, { maxHeaderSize: 1024 * 1024 }, (response) => {
+        let text = ''
+        response.setEncoding('utf8')
+        response.on('data', (chunk: string) => { text += chunk })
+        response.on('end', () => resolve({ status: response.statusCode, headers: response.headers, body: text }))
+      })
+      // Node's client keeps only 2000 headers unless told otherwise.
+      request.maxHeadersCount = 0
+      request.on('error', reject)
+    })
+    expect(status).toBe(200)
+    expect(headers['content-type']).toBe('application/json')
+    expect(Object.keys(headers).filter((name) => name.startsWith('x-flood-'))).toHaveLength(10_000)
+    expect(JSON.parse(body).orders.length).toBeGreaterThan(0)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    expect(await (await fetch(`${url}/__stats`)).json()).toMatchObject({ requests: 1, completed: 1, aborted: 0 })
+    await fetch(`${url}/__control`, { method: 'DELETE' })
+  })
+
   it('takes its defaults from MOCK_* variables and refuses bad ones', () => {
     expect(settingsFromEnvironment({ MOCK_LATENCY_MS: '25', MOCK_MODE: 'hang' })).toMatchObject({ latencyMs: 25, mode: 'hang', payloadScale: 1 })
+    expect(settingsFromEnvironment({})).toMatchObject({ hostileBytes: 8 * 1024 * 1024 - 1024 })
+    expect(settingsFromEnvironment({ MOCK_HOSTILE_BYTES: '4096', MOCK_MODE: 'nested' })).toMatchObject({ hostileBytes: 4096, mode: 'nested' })
     expect(() => settingsFromEnvironment({ MOCK_FAILURE_RATE: 'often' })).toThrow('failureRate must be a number from 0 to 1')
+    expect(() => settingsFromEnvironment({ MOCK_HOSTILE_BYTES: '100' })).toThrow('hostileBytes must be a number from 1024 to 67108864')
   })
 })
