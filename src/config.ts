@@ -12,6 +12,7 @@ export interface UpstreamConfig {
   readonly maxQueue: number
   readonly fallback: FallbackPolicy
   readonly maxBodyBytes: number
+  readonly maxBodyElements: number
 }
 
 export interface Config {
@@ -91,11 +92,12 @@ export function configSchema (): Record<string, VariableSchema> {
     RECOMMENDATIONS_TOP_K: { type: 'integer', minimum: 1, maximum: 100, default: 10, description: 'How many ranked, in-stock recommendations a response carries.' }
   }
   for (const name of UPSTREAM_NAMES) {
-    const { defaultPort, required, defaultMaxBodyBytes } = UPSTREAMS[name]
+    const { defaultPort, required, defaultMaxBodyBytes, defaultMaxBodyElements } = UPSTREAMS[name]
     schema[upstreamVariable(name, 'URL')] = { type: 'string', pattern: HTTP_URL, default: `http://127.0.0.1:${defaultPort}`, description: `Origin of the ${name} upstream.` }
     schema[upstreamVariable(name, 'TIMEOUT_MS')] = { type: 'integer', minimum: 1, maximum: 60_000, default: 200, description: `Timeout of one ${name} call, queue wait included (capped by what is left of the deadline).` }
     schema[upstreamVariable(name, 'CONCURRENCY')] = { type: 'integer', minimum: 1, maximum: 10_000, default: 50, description: `Calls to ${name} in flight at once; also its connection limit.` }
     schema[upstreamVariable(name, 'MAX_BODY_BYTES')] = { type: 'integer', minimum: 1024, maximum: 1024 * MiB, default: defaultMaxBodyBytes, description: `Largest ${name} body accepted; a bigger one is cut off while it arrives and counts as an error.` }
+    schema[upstreamVariable(name, 'MAX_BODY_ELEMENTS')] = { type: 'integer', minimum: 1, maximum: 1_000_000_000, default: defaultMaxBodyElements, description: `Most JSON values a ${name} body may hold, counted on the bytes before parsing; more makes it malformed.` }
     schema[upstreamVariable(name, 'MAX_QUEUE')] = { type: 'integer', minimum: 0, maximum: 100_000, default: 100, description: `Calls to ${name} allowed to wait for a slot; more are rejected at once.` }
     if (!required) {
       schema[upstreamVariable(name, 'FALLBACK')] = { type: 'string', enum: FALLBACK_POLICIES, default: 'stale-or-default', description: `What the ${name} section becomes when the call fails.` }
@@ -194,6 +196,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
       concurrency: number(upstreamVariable(name, 'CONCURRENCY')),
       maxQueue: number(upstreamVariable(name, 'MAX_QUEUE')),
       maxBodyBytes: number(upstreamVariable(name, 'MAX_BODY_BYTES')),
+      maxBodyElements: number(upstreamVariable(name, 'MAX_BODY_ELEMENTS')),
       // A required upstream has no fallback; `omit` is what the merge is told, and the request fails before it matters.
       fallback: (values[upstreamVariable(name, 'FALLBACK')] ?? 'omit') as FallbackPolicy
     })

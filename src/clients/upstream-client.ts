@@ -3,6 +3,7 @@ import type { UpstreamConfig } from '../config.js'
 import { BulkheadRejectedError, createBulkhead, type BulkheadState } from '../lib/bulkhead.js'
 import { UpstreamCallError } from '../lib/errors.js'
 import { UPSTREAMS, type UpstreamName } from '../lib/upstreams.js'
+import { guardedConnect } from './response-header-guard.js'
 
 export interface FetchOptions {
   /** Aborts the call: its own budget, the request deadline, client disconnect, or the fan-out giving up. */
@@ -50,7 +51,10 @@ export function createUpstreamClient (config: UpstreamConfig, transport: Transpo
     keepAliveTimeout: transport.keepAliveTimeoutMs,
     headersTimeout: timeoutMs + SAFETY_NET_MS,
     bodyTimeout: timeoutMs + SAFETY_NET_MS,
-    connectTimeout: timeoutMs + SAFETY_NET_MS,
+    // A response head over 16 KiB destroys the socket before undici parses it: past its maxHeaderSize undici keeps
+    // parsing and builds an error per header, 60-120 ms of main-thread CPU for 10,000 headers (bench/header-flood.ts).
+    // With a connect function, the connect timeout moves into it.
+    connect: guardedConnect({ connector: { timeout: timeoutMs + SAFETY_NET_MS } }),
     maxResponseSize: maxBodyBytes
   })
   const bulkhead = createBulkhead({ concurrency, maxQueue })

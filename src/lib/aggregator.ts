@@ -58,6 +58,7 @@ export interface AggregatorOptions {
   deadlineMs: number
   mergeReserveMs: number
   topK: number
+  maxBodyElements: Record<UpstreamName, number>
 }
 
 /** Published on {@link AGGREGATE_REQUEST_CHANNEL} once per aggregate whose upstreams were called. */
@@ -112,7 +113,7 @@ const STALE_REFRESH_SHARE = 0.5
  * fails, hands the bodies (with last-good values for the fallbacks) to the merge, and reports what each upstream did.
  */
 export function createAggregator (options: AggregatorOptions) {
-  const { fetchers, fallbacks, staleCache, merge, deadlineMs, mergeReserveMs, topK } = options
+  const { fetchers, fallbacks, staleCache, merge, deadlineMs, mergeReserveMs, topK, maxBodyElements } = options
   // Decided once per upstream: whether its last good body may ever be served (never for a required one). Only those
   // bodies are cached, and only those are looked up.
   const servesStale = Object.fromEntries(UPSTREAM_NAMES.map((name) => [
@@ -155,7 +156,7 @@ export function createAggregator (options: AggregatorOptions) {
       if (servesStale[name] && staleWanted(name)) section.stale = staleCache.get(name, userId)
       sections[name] = section
     }
-    return { userId, topK, sections, returnBodies }
+    return { userId, topK, sections, returnBodies, maxBodyElements }
   }
 
   /**
@@ -187,7 +188,7 @@ export function createAggregator (options: AggregatorOptions) {
       if (body) section.fresh = body
       sections[name] = section
     }
-    return mergeSections({ userId, topK, sections, returnBodies: [] })
+    return mergeSections({ userId, topK, sections, maxBodyElements })
   }
 
   async function aggregate (userId: string, { signal, requestId, queuedMs = 0 }: { signal: AbortSignal, requestId: string, queuedMs?: number }): Promise<AggregateOutcome> {

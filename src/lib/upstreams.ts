@@ -14,21 +14,26 @@ export interface UpstreamDefinition {
   readonly pathFor: (userId: string) => string
   readonly defaultPort: number
   /**
-   * Largest body accepted by default: about 10× the body at payload scale 10 (checked in test/config.test.ts), so a
-   * heavy user passes and a hostile or runaway body is cut off by undici before it is buffered whole.
+   * Largest body accepted by default: several times the body at payload scale 10 (test/lib/merge-sections.test.ts),
+   * so a heavy user passes and a hostile or runaway body is cut off by undici before it is buffered whole.
    */
   readonly defaultMaxBodyBytes: number
+  /**
+   * Most JSON values (containers and elements) a body may hold, checked on the raw bytes before it is parsed: about
+   * 8× a body at payload scale 10, so a body of a million tiny arrays costs a scan, not a parse (src/lib/merge/json-budget.ts).
+   */
+  readonly defaultMaxBodyElements: number
 }
 
 const userPath = (suffix: string) => (userId: string) => `/users/${encodeURIComponent(userId)}${suffix}`
 const MiB = 1024 * 1024
 
 export const UPSTREAMS: Readonly<Record<UpstreamName, UpstreamDefinition>> = Object.freeze({
-  profile: { name: 'profile', required: true, pathFor: userPath(''), defaultPort: 4001, defaultMaxBodyBytes: 64 * 1024 },
-  orders: { name: 'orders', required: false, pathFor: userPath('/orders'), defaultPort: 4002, defaultMaxBodyBytes: 2 * MiB },
-  recommendations: { name: 'recommendations', required: false, pathFor: userPath('/recommendations'), defaultPort: 4003, defaultMaxBodyBytes: 8 * MiB },
-  inventory: { name: 'inventory', required: false, pathFor: userPath('/inventory'), defaultPort: 4004, defaultMaxBodyBytes: 2 * MiB },
-  loyalty: { name: 'loyalty', required: false, pathFor: userPath('/loyalty'), defaultPort: 4005, defaultMaxBodyBytes: MiB }
+  profile: { name: 'profile', required: true, pathFor: userPath(''), defaultPort: 4001, defaultMaxBodyBytes: 64 * 1024, defaultMaxBodyElements: 1_000 },
+  orders: { name: 'orders', required: false, pathFor: userPath('/orders'), defaultPort: 4002, defaultMaxBodyBytes: MiB, defaultMaxBodyElements: 64_000 },
+  recommendations: { name: 'recommendations', required: false, pathFor: userPath('/recommendations'), defaultPort: 4003, defaultMaxBodyBytes: 4 * MiB, defaultMaxBodyElements: 250_000 },
+  inventory: { name: 'inventory', required: false, pathFor: userPath('/inventory'), defaultPort: 4004, defaultMaxBodyBytes: MiB, defaultMaxBodyElements: 64_000 },
+  loyalty: { name: 'loyalty', required: false, pathFor: userPath('/loyalty'), defaultPort: 4005, defaultMaxBodyBytes: 256 * 1024, defaultMaxBodyElements: 8_000 }
 })
 
 /** `UPSTREAM_<NAME>_<SETTING>`, the environment variable naming scheme for per-upstream settings. */

@@ -20,6 +20,7 @@ export default fp(async function aggregator (fastify) {
     merge: fastify.mergePool.run,
     deadlineMs: aggregate.deadlineMs,
     mergeReserveMs: aggregate.mergeReserveMs,
-    topK: aggregate.topK
+    topK: aggregate.topK,
+    maxBodyElements: Object.fromEntries(UPSTREAM_NAMES.map((name) => [name, upstreams[name].maxBodyElements])) as Record<UpstreamName, number>
   }))
 }, { name: 'aggregator', dependencies: ['config', 'upstream-clients', 'merge-pool'] })

@@ -1,4 +1,4 @@
-import { UPSTREAM_NAMES, type UpstreamName } from '../upstreams.js'
+import { UPSTREAM_NAMES, UPSTREAMS, type UpstreamName } from '../upstreams.js'
 import { EMPTY_INVENTORY_SUMMARY, summariseInventory, type InventorySummary } from './inventory-summary.js'
 import { EMPTY_LOYALTY_SUMMARY, loyaltyProgress, type LoyaltySummary } from './loyalty-progress.js'
 import { EMPTY_ORDERS_SUMMARY, summariseOrders, type OrdersSummary } from './order-statistics.js'
@@ -24,6 +24,8 @@ export interface MergeInput {
   sections: Record<UpstreamName, SectionInput>
   /** Valid fresh bodies to hand back (to refresh the last-good cache); all of them when one was malformed. */
   returnBodies?: UpstreamName[]
+  /** Most JSON values each body may hold (UPSTREAM_<NAME>_MAX_BODY_ELEMENTS); the registry's defaults otherwise. */
+  maxBodyElements?: Partial<Record<UpstreamName, number>>
 }
 
 export interface AggregateSections {
@@ -74,9 +76,9 @@ const READERS: { [Name in UpstreamName]: (json: unknown) => Payloads[Name] } = {
   loyalty: readLoyalty
 }
 
-function tryRead<Name extends UpstreamName> (name: Name, body: Uint8Array): Payloads[Name] | undefined {
+function tryRead<Name extends UpstreamName> (name: Name, body: Uint8Array, maxElements: number): Payloads[Name] | undefined {
   try {
-    return READERS[name](parseJson(body))
+    return READERS[name](parseJson(body, maxElements))
   } catch {
     return undefined
   }
@@ -135,10 +137,11 @@ export function mergeSections (input: MergeInput): MergeResult {
   const payloads: Partial<Payloads> = {}
   const freshUsed: UpstreamName[] = []
   let bytesParsed = 0
+  const maxElements = (name: UpstreamName) => input.maxBodyElements?.[name] ?? UPSTREAMS[name].defaultMaxBodyElements
 
   function useFallback (name: UpstreamName, tryStale: boolean) {
     const { stale, otherwise } = input.sections[name]
-    const payload = tryStale && stale ? tryRead(name, stale) : undefined
+    const payload = tryStale && stale ? tryRead(name, stale, maxElements(name)) : undefined
     if (tryStale) bytesParsed += stale?.byteLength ?? 0
     sources[name] = payload !== undefined ? 'stale' : otherwise === 'default' ? 'default' : 'omitted'
     if (payload !== undefined) (payloads as Record<UpstreamName, unknown>)[name] = payload
@@ -148,7 +151,7 @@ export function mergeSections (input: MergeInput): MergeResult {
   for (const name of UPSTREAM_NAMES) {
     const { fresh } = input.sections[name]
     bytesParsed += fresh?.byteLength ?? 0
-    const payload = fresh && tryRead(name, fresh)
+    const payload = fresh && tryRead(name, fresh, maxElements(name))
     if (payload !== undefined) {
       sources[name] = 'fresh'
       freshUsed.push(name)

@@ -1,3 +1,5 @@
+import { exceedsJsonBudget } from './json-budget.js'
+
 /**
  * The bodies the gateway expects from each upstream, and their readers. A reader checks the shape it depends on and
  * throws {@link MalformedPayloadError} otherwise, so a 200 with the wrong shape is treated like broken JSON.
@@ -37,8 +39,17 @@ type Json = Record<string, unknown>
 
 const decoder = new TextDecoder('utf-8', { fatal: true })
 
-/** Decodes and parses a body; broken UTF-8 or JSON becomes a {@link MalformedPayloadError}. */
-export function parseJson (body: Uint8Array): unknown {
+// Deeper than any payload here needs (5), far shallower than what makes a parse or a reader expensive.
+const MAX_BODY_DEPTH = 16
+
+/**
+ * Decodes and parses a body; broken UTF-8 or JSON, or a body over its structural budget (nesting depth, number of
+ * values: checked on the bytes before parsing, so a hostile body costs a scan, not a parse), becomes a
+ * {@link MalformedPayloadError}.
+ */
+export function parseJson (body: Uint8Array, maxElements = Number.POSITIVE_INFINITY): unknown {
+  const overBudget = exceedsJsonBudget(body, { maxDepth: MAX_BODY_DEPTH, maxElements })
+  if (overBudget !== null) throw new MalformedPayloadError(overBudget)
   try {
     return JSON.parse(decoder.decode(body))
   } catch {

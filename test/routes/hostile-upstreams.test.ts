@@ -1,0 +1,98 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { UPSTREAM_NAMES } from '../../src/lib/upstreams.js'
+import { buildGateway, type TestGateway } from '../helpers/build-gateway.js'
+import { startMockUpstreams, type MockUpstreams } from '../helpers/mock-upstreams.js'
+
+let upstreams: MockUpstreams
+let gateway: TestGateway
+
+beforeAll(async () => {
+  upstreams = await startMockUpstreams()
+  gateway = await buildGateway({ ...upstreams.env }, { listen: true })
+})
+afterAll(async () => {
+  await gateway?.close()
+  await upstreams?.close()
+})
+beforeEach(async () => { await upstreams.reset() })
+
+async function aggregate (userId: string) {
+  const response = await fetch(`${gateway.origin}/aggregate/${userId}`)
+  const text = await response.text()
+  return { status: response.status, text, body: JSON.parse(text) as Record<string, any> }
+}
+
+/** Every number in a JSON text is finite: Infinity and NaN would have been written as null by JSON.stringify. */
+const numbersIn = (value: unknown): number[] => typeof value === 'number'
+  ? [value]
+  : typeof value === 'object' && value !== null ? Object.values(value).flatMap(numbersIn) : []
+
+describe('hostile upstream bodies', () => {
+  it('treats nested arrays up to the byte limit as malformed: a scan, not a parse, and the last good value stands', async () => {
+    expect((await aggregate('user-nested')).body.meta.complete).toBe(true)
+    await upstreams.mocks.recommendations.set({ mode: 'nested', hostileBytes: 3 * 1024 * 1024 })
+    const { status, body } = await aggregate('user-nested')
+    expect(status, JSON.stringify(body).slice(0, 300)).toBe(200)
+    expect(body.meta.upstreams.recommendations).toMatchObject({ status: 'malformed', fallback: 'stale' })
+    expect(body.recommendations.length).toBeGreaterThan(0)
+  })
+
+  it('turns numbers that overflow in the merge into a malformed section, never a 500, and caches nothing from them', async () => {
+    for (const name of ['orders', 'recommendations', 'loyalty'] as const) await upstreams.mocks[name].set({ mode: 'overflow' })
+    const first = await aggregate('user-overflow')
+    expect(first.status, first.text.slice(0, 300)).toBe(200)
+    for (const name of ['orders', 'recommendations', 'loyalty']) {
+      expect(first.body.meta.upstreams[name], name).toMatchObject({ status: 'malformed', fallback: 'default' })
+    }
+    expect(first.text).not.toMatch(/"(score|amount|share|points|totalSpend|averageOrderValue|progress)":null/)
+    expect(numbersIn(first.body).every(Number.isFinite)).toBe(true)
+
+    // Nothing from the overflowing bodies became a last good value: with the upstreams failing, the default, not stale.
+    for (const name of ['orders', 'recommendations', 'loyalty'] as const) await upstreams.mocks[name].set({ mode: 'error' })
+    const second = await aggregate('user-overflow')
+    for (const name of ['orders', 'recommendations', 'loyalty']) {
+      expect(second.body.meta.upstreams[name], name).toMatchObject({ status: 'error', fallback: 'default' })
+    }
+  })
+
+  it('cuts off an upstream that sends 10,000 response headers, and the next call to it works', async () => {
+    await upstreams.mocks.inventory.set({ mode: 'header-flood' })
+    const flooded = await aggregate('user-flood')
+    expect(flooded.status).toBe(200)
+    expect(flooded.body.meta.upstreams.inventory).toMatchObject({ status: 'error', fallback: 'default' })
+    await upstreams.mocks.inventory.set({ mode: 'normal' })
+    expect((await aggregate('user-flood')).body.meta.upstreams.inventory.status).toBe('ok')
+  })
+})
+
+describe('a merge thread that runs out of memory', () => {
+  it('answers 200 with the profile and fallbacks for the rest, caches nothing, and the pool recovers', async () => {
+    // A 16 MB heap cannot hold the parse of a 100x recommendations body (7 MB of JSON) that the budgets were widened to let through.
+    // (With the default budgets that body is refused before parsing: see the nested-arrays test.)
+    const small = await buildGateway({
+      ...upstreams.env,
+      MERGE_POOL_THREADS: '1',
+      MERGE_POOL_MAX_HEAP_MB: '16',
+      UPSTREAM_RECOMMENDATIONS_MAX_BODY_BYTES: String(64 * 1024 * 1024),
+      UPSTREAM_RECOMMENDATIONS_MAX_BODY_ELEMENTS: String(100_000_000),
+      AGGREGATE_DEADLINE_MS: '5000',
+      ...Object.fromEntries(UPSTREAM_NAMES.map((name) => [`UPSTREAM_${name.toUpperCase()}_TIMEOUT_MS`, '4000']))
+    }, { listen: true })
+    try {
+      await upstreams.mocks.recommendations.set({ payloadScale: 100 })
+      const response = await fetch(`${small.origin}/aggregate/user-oom`)
+      const body = await response.json() as Record<string, any>
+      expect(response.status, JSON.stringify(body).slice(0, 300)).toBe(200)
+      expect(body.profile.id).toBe('user-oom')
+      expect(body.meta.complete).toBe(false)
+      expect(body.meta.upstreams.recommendations).toMatchObject({ status: 'merge-failed', fallback: 'default' })
+      expect(body.meta.upstreams.profile.status).toBe('ok')
+
+      await upstreams.mocks.recommendations.set({ payloadScale: 1 })
+      const next = await fetch(`${small.origin}/aggregate/user-after-oom`)
+      expect(((await next.json()) as { meta: { complete: boolean } }).meta.complete).toBe(true)
+    } finally {
+      await small.close()
+    }
+  })
+})
