@@ -3,7 +3,7 @@
 
 const HISTORY = 60
 const SVG = 'http://www.w3.org/2000/svg'
-const history = { eventLoop: [], poolQueue: [], upstreams: new Map() }
+const history = { eventLoop: [], poolQueue: [], admissionLimit: [], upstreams: new Map() }
 
 const byId = (id) => document.getElementById(id)
 const percent = (share) => `${(share * 100).toFixed(share > 0 && share < 0.1 ? 1 : 0)}%`
@@ -63,6 +63,25 @@ function renderUpstream (name, stats) {
   drawSparkline(field('.failure-chart'), series.failure, 1)
 }
 
+function renderAdmission (admission, shedByReason) {
+  const panel = byId('admission')
+  const shed = Object.entries(shedByReason).map(([reason, count]) => `${reason} ${count}`).join(' · ')
+  setText(byId('admission-shed'), shed || 'none')
+  if (!admission) {
+    panel.setAttribute('data-health', 'idle')
+    setText(byId('admission-in-flight'), 'off')
+    return
+  }
+  const full = admission.queued > 0
+  panel.setAttribute('data-health', full && admission.queued >= admission.maxQueue ? 'failing' : full ? 'degraded' : 'ok')
+  setText(byId('admission-in-flight'), `${admission.inFlight} / ${admission.limit}`)
+  setText(byId('admission-queued'), `${admission.queued} / ${admission.maxQueue}`)
+  setText(byId('admission-own-time'), `${ms(admission.recentOwnMs)} / ${ms(admission.baselineOwnMs)}`)
+  byId('admission-bar').style.width = `${Math.min(100, (admission.inFlight / Math.max(1, admission.limit)) * 100)}%`
+  push(history.admissionLimit, admission.limit)
+  drawSparkline(byId('admission-chart'), history.admissionLimit, 10)
+}
+
 function render (snapshot) {
   const { requests, upstreams, mergePool, eventLoop, memory } = snapshot
   setText(byId('requests-rate'), String(requests.rate))
@@ -76,6 +95,7 @@ function render (snapshot) {
   push(history.eventLoop, eventLoop.delayP99Ms)
   drawSparkline(byId('event-loop-chart'), history.eventLoop, 20)
 
+  renderAdmission(snapshot.admission, snapshot.shedByReason)
   for (const [name, stats] of Object.entries(upstreams)) renderUpstream(name, stats)
 
   const pool = byId('pool')

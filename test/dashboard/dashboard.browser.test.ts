@@ -53,6 +53,9 @@ describe.skipIf(!existsSync(CHROMIUM))('the live dashboard', () => {
       await page.waitForSelector('[data-upstream="orders"][data-health="ok"]', { timeout: 5000 })
       await page.waitForFunction(() => Number(document.querySelector('[data-upstream="orders"] .rate')?.textContent) > 0, undefined, { timeout: 5000 })
       expect(await page.textContent('#pool-busy')).toMatch(/^[\d.]+ \/ 2$/)
+      // The admission panel: aggregates in flight against the adaptive limit (32 at start), and the queue.
+      expect(await page.textContent('#admission-in-flight')).toMatch(/^\d+ \/ [\d.]+$/)
+      expect(await page.textContent('#admission-queued')).toMatch(/^\d+ \/ 128$/)
       expect(problems).toEqual([])
       await page.close()
     } finally {
