@@ -1,5 +1,5 @@
-import { setTimeout as sleep } from 'node:timers/promises'
-import { alternate, BENCH_PORTS, type BenchContext, type ScenarioResult } from '../lib/context.js'
+import { alternate, BENCH_PORTS, type BenchContext, type Gateway, type ScenarioResult } from '../lib/context.js'
+import { shedCounts, settle } from '../lib/gateway.js'
 import { aggregatePaths, runLoad } from '../lib/load.js'
 import { watchPeakRss, type Service } from '../lib/processes.js'
 import { formatSpread, spread, type Spread } from '../lib/stats.js'
@@ -13,25 +13,6 @@ const LEVELS = [1, 2, 4]
 const MAX_CONNECTIONS = 500
 const CAPACITY_CONNECTIONS = 16
 const MiB = 1024 * 1024
-
-/** The gateway's shed counters by reason (aggregate_load_shed_total), from its /metrics. */
-async function shedCounts (service: Service): Promise<Record<string, number>> {
-  const text = await (await fetch(`${service.origin}/metrics`)).text()
-  return Object.fromEntries([...text.matchAll(/^aggregate_load_shed_total\{reason="([^"]+)"\} (\d+)/gm)].map(([, reason, count]) => [reason!, Number(count)]))
-}
-
-async function settle (service: Service) {
-  // Let a backlog from the previous run drain before the next one starts.
-  for (let attempt = 0; attempt < 50; attempt++) {
-    try {
-      const startedAt = performance.now()
-      await fetch(`${service.origin}/health`, { signal: AbortSignal.timeout(2000) })
-      if (performance.now() - startedAt < 20) break
-    } catch {}
-    await sleep(200)
-  }
-  await sleep(1000)
-}
 
 export async function shedding (context: BenchContext): Promise<ScenarioResult> {
   await context.mocks.configure({ latencyMs: 20, jitterMs: 5 })
@@ -48,13 +29,13 @@ export async function shedding (context: BenchContext): Promise<ScenarioResult> 
     await settle(off)
 
     type Run = Awaited<ReturnType<typeof runLoad>> & { peakRss: number | null, shedByReason: Record<string, number> }
-    const measure = (service: Service, rate: number, isGateway = true) => async (): Promise<Run> => {
-      const before = isGateway ? await shedCounts(service) : {}
+    const measure = (service: Service, rate: number, gateway?: Gateway) => async (): Promise<Run> => {
+      const before = gateway ? await shedCounts(gateway) : {}
       const stopWatching = watchPeakRss(service)
       const result = await runLoad({ origin: service.origin, paths, connections: Math.min(MAX_CONNECTIONS, rate), overallRate: rate, durationSeconds: context.durationSeconds, timeoutSeconds: 10 })
       const peakRss = stopWatching()
       await settle(service)
-      const after = isGateway ? await shedCounts(service) : {}
+      const after = gateway ? await shedCounts(gateway) : {}
       const shedByReason = Object.fromEntries(Object.entries(after).map(([reason, count]) => [reason, count - (before[reason] ?? 0)]))
       return { ...result, peakRss, shedByReason }
     }
@@ -63,9 +44,9 @@ export async function shedding (context: BenchContext): Promise<ScenarioResult> 
       const rate = level * capacity
       context.log(`offered ${level}x = ${rate} requests/s`)
       const results = await alternate(context.rounds, [
-        { name: 'on', measure: measure(on, rate) },
-        { name: 'off', measure: measure(off, rate) },
-        { name: 'naive', measure: measure(naive, rate, false) }
+        { name: 'on', measure: measure(on, rate, on) },
+        { name: 'off', measure: measure(off, rate, off) },
+        { name: 'naive', measure: measure(naive, rate) }
       ])
       levels.push({ level, rate, results })
     }
