@@ -6,20 +6,20 @@ import { createContext, startMocks, type BenchContext, type ScenarioResult } fro
 import { overhead } from './scenarios/overhead.js'
 import { overlap } from './scenarios/overlap.js'
 import { offload } from './scenarios/offload.js'
-import { shedding } from './scenarios/shedding.js'
+import { admission } from './scenarios/admission.js'
 import { slowUpstream } from './scenarios/slow-upstream.js'
 import { mergePlacement } from './scenarios/merge-placement.js'
 
 // `npm run bench`: every scenario, several alternating rounds, results in bench/results/ (JSON, markdown, SVG) and in
 // the README's performance section. `npm run bench -- --quick`: one short round each (about a minute), written to
 // bench/results/quick/ and nowhere else: CI runs it to prove the suite still works, with no thresholds.
-// `--only=overlap,shedding` runs a subset.
+// `--only=overlap,admission` runs a subset.
 
 const SCENARIOS: Record<string, (context: BenchContext) => Promise<ScenarioResult>> = {
   overlap,
   overhead,
   offload,
-  shedding,
+  admission,
   'slow-upstream': slowUpstream,
   'merge-placement': mergePlacement
 }
