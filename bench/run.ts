@@ -9,6 +9,7 @@ import { offload } from './scenarios/offload.js'
 import { admission } from './scenarios/admission.js'
 import { slowUpstream } from './scenarios/slow-upstream.js'
 import { mergePlacement } from './scenarios/merge-placement.js'
+import { cpuPerAggregate } from './scenarios/cpu-per-aggregate.js'
 
 // `npm run bench`: every scenario, several alternating rounds, results in bench/results/ (JSON, markdown, SVG) and in
 // the README's performance section. `npm run bench -- --quick`: one short round each (about a minute), written to
@@ -21,7 +22,8 @@ const SCENARIOS: Record<string, (context: BenchContext) => Promise<ScenarioResul
   offload,
   admission,
   'slow-upstream': slowUpstream,
-  'merge-placement': mergePlacement
+  'merge-placement': mergePlacement,
+  'cpu-per-aggregate': cpuPerAggregate
 }
 
 const quick = process.argv.includes('--quick')
