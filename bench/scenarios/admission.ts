@@ -55,6 +55,8 @@ export async function admission (context: BenchContext): Promise<ScenarioResult>
   const gateways: Record<Variant, Gateway> = { on, off }
   const paths = aggregatePaths()
   const seconds = context.durationSeconds
+  // The retry storm and the CPU-hog run need less time to show their effect; shorter keeps the full run in budget.
+  const shortSeconds = context.quick ? context.durationSeconds : 5
 
   /** Runs `run` against `gateway`, with its shed counters by reason over the run; then lets any backlog drain. */
   async function observed<T> (gateway: Gateway, run: () => Promise<T>): Promise<WithShed<T>> {
@@ -63,8 +65,8 @@ export async function admission (context: BenchContext): Promise<ScenarioResult>
     await settle(gateway)
     return { result, shedByReason: countsSince(before, await shedCounts(gateway)) }
   }
-  const atRate = (gateway: Gateway, rate: number) => observed(gateway, () => runLoad({
-    origin: gateway.origin, paths, connections: Math.min(MAX_CONNECTIONS, rate), overallRate: rate, durationSeconds: seconds, timeoutSeconds: 10
+  const atRate = (gateway: Gateway, rate: number, durationSeconds = seconds) => observed(gateway, () => runLoad({
+    origin: gateway.origin, paths, connections: Math.min(MAX_CONNECTIONS, rate), overallRate: rate, durationSeconds, timeoutSeconds: 10
   }))
   async function fanned (gateway: Gateway, kind: 'burst' | 'pipeline', round: number): Promise<Fanned> {
     // Users no other run asked for, so no cache or coalescing of any kind can answer for them.
@@ -82,6 +84,8 @@ export async function admission (context: BenchContext): Promise<ScenarioResult>
     const capacityRun = await runLoad({ origin: gateways.off.origin, paths, connections: CAPACITY_CONNECTIONS, durationSeconds: seconds })
     const capacity = Math.max(10, Math.round(ok(capacityRun) / capacityRun.durationSeconds))
     context.log(`capacity (closed loop, ${CAPACITY_CONNECTIONS} connections, admission off): ${capacity} requests/s`)
+    const refusedWhileOff = capacityRun.byStatus['503'] ?? 0
+    if (refusedWhileOff > 0) context.log(`warning: with admission off the gateway still answered ${refusedWhileOff} 503s in the capacity run (does it know ADMISSION_ENABLED=false?): capacity is its goodput`)
     await settle(gateways.off)
 
     const rounds: Round[] = []
@@ -98,13 +102,13 @@ export async function admission (context: BenchContext): Promise<ScenarioResult>
       const overload = await atRate(gateways.on, OVERLOAD * capacity)
       context.log(`round ${round + 1}: c. ${STORM_CONNECTIONS} clients retrying on 503`)
       const storm = await both((variant) => observed(gateways[variant], () => runClient({
-        kind: 'retry-storm', origin: gateways[variant].origin, paths, connections: STORM_CONNECTIONS, durationSeconds: seconds
+        kind: 'retry-storm', origin: gateways[variant].origin, paths, connections: STORM_CONNECTIONS, durationSeconds: shortSeconds
       })))
       context.log(`round ${round + 1}: d. ${BURST} at once, ${BURST} pipelined`)
       const burst = await both((variant) => fanned(gateways[variant], 'burst', round))
       const pipeline = await both((variant) => fanned(gateways[variant], 'pipeline', round))
       context.log(`round ${round + 1}: e. ${HOGS} CPU hogs, ${HOG_RATE}/s, admission on`)
-      const hogs = await withCpuHogs(HOGS, seconds + 30, () => atRate(gateways.on, HOG_RATE))
+      const hogs = await withCpuHogs(HOGS, shortSeconds + 30, () => atRate(gateways.on, HOG_RATE, shortSeconds))
       rounds.push({ atCapacity, overload, storm, burst, pipeline, hogs })
     }
 
@@ -164,7 +168,7 @@ export async function admission (context: BenchContext): Promise<ScenarioResult>
       id: 'admission',
       title: '4. Admission (backpressure): admission control on vs off, from 1× capacity to retry storms and bursts',
       finding: `At 1× capacity (${capacity}/s) admission on serves ${n(share.atCapacity.on)}% of capacity at ${n(p99.atCapacity.on)} ms p99 (off: ${n(share.atCapacity.off)}% at ${n(p99.atCapacity.off)} ms); at ${OVERLOAD}× it still serves ${n(share.overload)}% of capacity at ${n(overloadP99Ratio, 2)}× the 1× p99; ${STORM_CONNECTIONS} clients retrying at once on every 503 get ${n(share.storm.on)}% of capacity with admission (${n(stormShed.on)} 503s/s) against ${n(share.storm.off)}% without; of ${BURST} aggregates at once ${n(burst.on.ok)} got a 200 and ${n(burst.on.shed)} a 503, ${n(burst.on.startedToOk)}% of the fan-outs started ending in a 200 (${n(burst.off.startedToOk)}% with admission off; pipelined on one socket: ${n(pipeline.on.startedToOk)}% vs ${n(pipeline.off.startedToOk)}%); with ${HOGS} CPU hogs on the machine and ${HOG_RATE} requests/s, ${n(hogsShed, 1)}% were shed.`,
-      setup: `Upstreams at 20 ± 5 ms. Capacity: closed loop, ${CAPACITY_CONNECTIONS} connections, admission off (${capacity} requests/s). Admission on: the gateway's defaults; off: ADMISSION_ENABLED=false and LOAD_SHEDDING_ENABLED=false. Fixed rates: autocannon overallRate over 20 staggered instances, up to ${MAX_CONNECTIONS} connections, 10 s timeout, accepted latency corrected for coordinated omission. Retry storm: ${STORM_CONNECTIONS} undici connections in a closed loop from their own process, each re-sending the same path at once on a 503 (p99 from a path's first attempt to its 200). Burst: ${BURST} connections opened first, then one GET written on each in the same tick; pipelined: ${BURST} GETs in one write on one socket; fan-outs started = the profile mock's request count over the run (200s / started = work not thrown away). CPU hogs: ${HOGS} busy-loop processes for the run. ${seconds} s per timed run, ${context.rounds} round(s), on/off in ABBA order; every run is followed by a wait for /health to answer fast again. 503 causes: aggregate_load_shed_total by reason, summed over rounds, from each gateway's observability port. The load generator, the five mocks and the gateways share this machine's cores.`,
+      setup: `Upstreams at 20 ± 5 ms. Capacity: closed loop, ${CAPACITY_CONNECTIONS} connections, admission off (${capacity} requests/s). Admission on: the gateway's defaults; off: ADMISSION_ENABLED=false and LOAD_SHEDDING_ENABLED=false. Fixed rates: autocannon overallRate over 20 staggered instances, up to ${MAX_CONNECTIONS} connections, 10 s timeout, accepted latency corrected for coordinated omission. Retry storm: ${STORM_CONNECTIONS} undici connections in a closed loop from their own process, each re-sending the same path at once on a 503 (p99 from a path's first attempt to its 200). Burst: ${BURST} connections opened first, then one GET written on each in the same tick; pipelined: ${BURST} GETs in one write on one socket; fan-outs started = the profile mock's request count over the run (200s / started = work not thrown away). CPU hogs: ${HOGS} busy-loop processes for the run. ${seconds} s per fixed-rate run at 1× and ${OVERLOAD}×, ${shortSeconds} s for the retry storm and the CPU-hog run, ${context.rounds} round(s), on/off in ABBA order; every run is followed by a wait for /health to answer fast again. 503 causes: aggregate_load_shed_total by reason, summed over rounds, from each gateway's observability port. The load generator, the five mocks and the gateways share this machine's cores.`,
       table: {
         headers: ['case', 'admission', '200s (per s, or count)', '200s, % of capacity', 'accepted p99 (ms)', '503s (per s, or count)', 'other outcomes', 'fan-outs started ending in 200', '503 causes (all rounds)'],
         rows: [

@@ -68,6 +68,7 @@ export async function hostile (context: BenchContext): Promise<ScenarioResult> {
   }
 
   const normalUpstreams = { latencyMs: 20, jitterMs: 5 }
+  const modeSeconds = context.quick ? context.durationSeconds : 6
   await context.mocks.configure(normalUpstreams)
   const gateway = await context.startGateway(BENCH_PORTS.a, { AGGREGATE_DEADLINE_MS: String(DEADLINE_MS) })
   const paths = aggregatePaths()
@@ -88,8 +89,8 @@ export async function hostile (context: BenchContext): Promise<ScenarioResult> {
         const rssBefore = gateway.rssBytes()
         const stopWatching = watchPeakRss(gateway)
         const [normal, hostileResponses] = await Promise.all([
-          runLoad({ origin: gateway.origin, paths, connections: Math.min(100, normalRate), overallRate: normalRate, durationSeconds: context.durationSeconds, timeoutSeconds: 10 }),
-          probe(gateway.origin, context.durationSeconds, HOSTILE_INTERVAL_MS, round)
+          runLoad({ origin: gateway.origin, paths, connections: Math.min(100, normalRate), overallRate: normalRate, durationSeconds: modeSeconds, timeoutSeconds: 10 }),
+          probe(gateway.origin, modeSeconds, HOSTILE_INTERVAL_MS, round)
         ])
         const peakRss = stopWatching()
         runs.push({ mode, hostile: hostileResponses, normal, rssBefore, peakRss })
@@ -139,7 +140,7 @@ export async function hostile (context: BenchContext): Promise<ScenarioResult> {
       id: 'hostile',
       title: '8. Hostile upstream: nested, overflowing and header-flooded bodies from an optional upstream',
       finding: `${allWithin ? 'Every' : 'Not every'} hostile request came back 200 and partial within ${limitMs} ms (slowest ${Number.isFinite(worstMax) ? Math.round(worstMax) : '–'} ms); ${metrics.map((metric) => `${metric.mode}: ${n(metric.hostileOk)}% of hostile requests in time, ${n(metric.normalOk, 1)}% of normal requests served, peak RSS +${n(metric.rssGrowth, 1)} MiB`).join('; ')}.`,
-      setup: `Recommendations (optional, fallback: default) set in turn to each hostile mock mode (${MODES.map((mode) => JSON.stringify({ mode: mode.mode, ...mode.settings })).join(', ')}); the other upstreams at 20 ± 5 ms. Normal traffic: ${normalRate} requests/s (${Math.round(NORMAL_SHARE * 100)}% of the ${capacity}/s measured closed-loop with ${CAPACITY_CONNECTIONS} connections before), fixed rate, 200 users, from a load-generator process; the mock's mode applies to every call, so their recommendations are hostile too. Hostile requests: one at a time every ${HOSTILE_INTERVAL_MS} ms, each for a new user, timed from this process; in time = 200, x-aggregate-complete: false, within AGGREGATE_DEADLINE_MS (${DEADLINE_MS}) + ${MARGIN_MS} ms. RSS: the gateway process, sampled every 200 ms; growth = peak during the run − RSS just before. ${context.durationSeconds} s per mode, ${context.rounds} round(s), mode order reversed from round to round. Gateway defaults otherwise.`,
+      setup: `Recommendations (optional, fallback: default) set in turn to each hostile mock mode (${MODES.map((mode) => JSON.stringify({ mode: mode.mode, ...mode.settings })).join(', ')}); the other upstreams at 20 ± 5 ms. Normal traffic: ${normalRate} requests/s (${Math.round(NORMAL_SHARE * 100)}% of the ${capacity}/s measured closed-loop with ${CAPACITY_CONNECTIONS} connections before), fixed rate, 200 users, from a load-generator process; the mock's mode applies to every call, so their recommendations are hostile too. Hostile requests: one at a time every ${HOSTILE_INTERVAL_MS} ms, each for a new user, timed from this process; in time = 200, x-aggregate-complete: false, within AGGREGATE_DEADLINE_MS (${DEADLINE_MS}) + ${MARGIN_MS} ms. RSS: the gateway process, sampled every 200 ms; growth = peak during the run − RSS just before. ${modeSeconds} s per mode, ${context.rounds} round(s), mode order reversed from round to round. Gateway defaults otherwise.`,
       table: {
         headers: ['hostile body', 'hostile: 200 partial in time', 'hostile p50 (ms)', 'hostile max (ms)', 'hostile outcomes (all rounds)', 'normal requests served (200)', 'normal p99 (ms)', 'RSS before (MiB)', 'peak RSS growth (MiB)'],
         rows: metrics.map((metric) => [
