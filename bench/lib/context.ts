@@ -8,6 +8,13 @@ import { SCRIPTS, startService, type Service } from './processes.js'
 // helpers to start gateways and baselines as processes, and the round settings of this run.
 
 export const BENCH_PORTS = { mocks: 4101, a: 3100, b: 3101, c: 3102 } as const
+/** Each gateway's /metrics is on its own observability port: this offset from its public port (3100 → 9500). */
+const OBSERVABILITY_PORT_OFFSET = 6400
+
+/** A gateway process: its public origin, plus the separate origin of its /metrics (OBSERVABILITY_PORT). */
+export interface Gateway extends Service {
+  readonly metricsOrigin: string
+}
 
 export interface ScenarioResult {
   id: string
@@ -36,8 +43,9 @@ export interface BenchContext {
   mocks: Mocks
   log (message: string): void
   upstreamEnv (): Record<string, string>
-  startGateway (port: number, env?: Record<string, string>): Promise<Service>
-  startBaseline (script: 'serialBaseline' | 'naiveBaseline' | 'bareFastify', port: number): Promise<Service>
+  /** Starts a gateway on `port`, its /metrics on `port + 6400` (OBSERVABILITY_PORT, always passed explicitly). */
+  startGateway (port: number, env?: Record<string, string>): Promise<Gateway>
+  startBaseline (script: 'serialBaseline' | 'naiveBaseline' | 'bareFastify' | 'floorBaseline', port: number): Promise<Service>
 }
 
 const mockOrigin = (name: UpstreamName) => `http://127.0.0.1:${BENCH_PORTS.mocks + UPSTREAM_NAMES.indexOf(name)}`
@@ -77,7 +85,13 @@ export function createContext (mocks: Mocks, { quick }: { quick: boolean }): Ben
     mocks,
     log: (message) => console.log(`  ${message}`),
     upstreamEnv,
-    startGateway: (port, env = {}) => startService(`gateway :${port}`, SCRIPTS.gateway, [], { ...upstreamEnv(), PORT: String(port), ...env }, `http://127.0.0.1:${port}`),
+    async startGateway (port, env = {}) {
+      const observabilityPort = port + OBSERVABILITY_PORT_OFFSET
+      const service = await startService(`gateway :${port}`, SCRIPTS.gateway, [], {
+        ...upstreamEnv(), PORT: String(port), OBSERVABILITY_PORT: String(observabilityPort), ...env
+      }, `http://127.0.0.1:${port}`)
+      return { ...service, metricsOrigin: `http://127.0.0.1:${observabilityPort}` }
+    },
     startBaseline: (script, port) => startService(`${script} :${port}`, SCRIPTS[script], [], { ...upstreamEnv(), PORT: String(port) }, `http://127.0.0.1:${port}`)
   }
 }

@@ -15,7 +15,9 @@ export const SCRIPTS = {
   serialBaseline: join(DIST, 'bench/baselines/serial.js'),
   naiveBaseline: join(DIST, 'bench/baselines/naive.js'),
   bareFastify: join(DIST, 'bench/baselines/bare-fastify.js'),
-  loadGenerator: join(DIST, 'bench/load-generator.js')
+  floorBaseline: join(DIST, 'bench/baselines/floor.js'),
+  loadGenerator: join(DIST, 'bench/load-generator.js'),
+  clients: join(DIST, 'bench/clients.js')
 }
 
 export interface Service {

@@ -1,11 +1,12 @@
 import { alternate, BENCH_PORTS, type BenchContext, type ScenarioResult } from '../lib/context.js'
 import { runLoad } from '../lib/load.js'
+import { ADMISSION_OFF } from '../lib/gateway.js'
 import type { Service } from '../lib/processes.js'
 import { formatSpread, spread } from '../lib/stats.js'
 
 // 3. Offload (parallelism): heavy payloads, merged in the worker pool (one thread per core) or inline on the event
 // loop (MERGE_INLINE_MAX_BYTES above any body). A second load generator probes GET /health at a fixed rate meanwhile:
-// its latency is the event loop's responsiveness. Deadlines are long and shedding is off in both, so both do the full
+// its latency is the event loop's responsiveness. Deadlines are long and admission and shedding are off in both, so both do the full
 // work and only where the CPU work runs differs.
 
 const PAYLOAD_SCALE = 10
@@ -16,7 +17,7 @@ const USERS = 30
 export async function offload (context: BenchContext): Promise<ScenarioResult> {
   await context.mocks.configure({ latencyMs: 10, jitterMs: 0, payloadScale: PAYLOAD_SCALE })
   const common = {
-    LOAD_SHEDDING_ENABLED: 'false',
+    ...ADMISSION_OFF,
     AGGREGATE_DEADLINE_MS: '10000',
     ...Object.fromEntries(['PROFILE', 'ORDERS', 'RECOMMENDATIONS', 'INVENTORY', 'LOYALTY'].map((name) => [`UPSTREAM_${name}_TIMEOUT_MS`, '9000'])),
     MERGE_POOL_MAX_QUEUE: '1000'
@@ -49,7 +50,7 @@ export async function offload (context: BenchContext): Promise<ScenarioResult> {
       id: 'offload',
       title: '3. Offload (parallelism): worker-pool merge vs the same merge inline',
       finding: `At ${PAYLOAD_SCALE}× payloads, merging in the worker pool gives ${speedup}× the throughput of merging on the event loop, and GET /health answers in ${formatSpread(healthP99.pool)} ms at p99 instead of ${formatSpread(healthP99.inline)} ms: the CPU work runs on other cores while the loop keeps doing I/O.`,
-      setup: `${CONNECTIONS} connections on /aggregate (closed loop, ${USERS} users, payload scale ${PAYLOAD_SCALE}: about 1 MB of upstream bodies per aggregate), plus GET /health at ${HEALTH_RATE}/s (coordinated-omission corrected) from a second load-generator process; ${context.durationSeconds} s per round, ${context.rounds} round(s) each, alternating. Same gateway build; the inline variant sets MERGE_INLINE_MAX_BYTES=1 GiB. Load shedding off and a 10 s deadline in both.`,
+      setup: `${CONNECTIONS} connections on /aggregate (closed loop, ${USERS} users, payload scale ${PAYLOAD_SCALE}: about 1 MB of upstream bodies per aggregate), plus GET /health at ${HEALTH_RATE}/s (coordinated-omission corrected) from a second load-generator process; ${context.durationSeconds} s per round, ${context.rounds} round(s) each, alternating. Same gateway build; the inline variant sets MERGE_INLINE_MAX_BYTES=1 GiB. Admission and load shedding off (ADMISSION_ENABLED=false, LOAD_SHEDDING_ENABLED=false) and a 10 s deadline in both.`,
       table: {
         headers: ['', 'aggregates/s', 'aggregate p99 (ms)', '/health p50 (ms)', '/health p99 (ms)', '/health max (ms)'],
         rows: [
