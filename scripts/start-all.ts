@@ -73,6 +73,7 @@ try {
     console.log([
       '',
       `  Gateway     ${gateway}   (health: ${gateway}/health, readiness: ${gateway}/ready)`,
+      `  Dashboard   http://127.0.0.1:${process.env.OBSERVABILITY_PORT ?? 9464}/dashboard   (metrics: /metrics on the same port)`,
       ...UPSTREAM_NAMES.map((name) => `  Mock ${name.padEnd(16)} http://127.0.0.1:${UPSTREAMS[name].defaultPort}`),
       '',
       '  Try it:',
