@@ -1,0 +1,72 @@
+import { describe, expect, it } from 'vitest'
+import { inventoryFor, loyaltyFor, ordersFor, profileFor, recommendationsFor } from '../../mock-services/data.js'
+import { createAggregator, type BodyFetcher, type MergeRunner } from '../../src/lib/aggregator.js'
+import { UpstreamCallError } from '../../src/lib/errors.js'
+import { createStaleCache } from '../../src/lib/stale-cache.js'
+import { UPSTREAM_NAMES, UPSTREAMS, type UpstreamName } from '../../src/lib/upstreams.js'
+import { mergeSections } from '../../src/lib/merge/merge-sections.js'
+
+const encode = (value: unknown) => new TextEncoder().encode(JSON.stringify(value))
+const BODIES: Record<UpstreamName, (userId: string) => unknown> = {
+  profile: profileFor,
+  orders: (userId) => ordersFor(userId, 1),
+  recommendations: (userId) => recommendationsFor(userId, 1),
+  inventory: (userId) => inventoryFor(userId, 1),
+  loyalty: (userId) => loyaltyFor(userId, 1)
+}
+
+/** Fetchers that answer at once from the mocks' data: no sockets, so the test is about the aggregator alone. */
+const fetchers = Object.fromEntries(UPSTREAM_NAMES.map((name) => [name, {
+  timeoutMs: 200,
+  // Like the real client: a call with no budget left is a timeout without being made.
+  fetchBody: async (userId: string, { budgetMs }: { budgetMs: number }) => {
+    if (budgetMs <= 0) throw new UpstreamCallError(name, 'timeout', { reason: 'no time left before the deadline' })
+    return encode(BODIES[name](userId))
+  }
+} satisfies BodyFetcher])) as Record<UpstreamName, BodyFetcher>
+
+function aggregatorWith (merge: (input: Parameters<MergeRunner>[0], options: Parameters<MergeRunner>[1]) => ReturnType<MergeRunner>) {
+  return createAggregator({
+    fetchers,
+    fallbacks: { profile: 'omit', orders: 'stale-or-default', recommendations: 'stale-or-default', inventory: 'stale-or-default', loyalty: 'stale-or-default' },
+    staleCache: createStaleCache({ maxEntries: 100, maxBytes: 10_000_000, ttlMs: 60_000 }),
+    merge: Object.assign(merge, { refusal: () => null }),
+    deadlineMs: 150,
+    mergeReserveMs: 30,
+    topK: 10,
+    maxBodyElements: Object.fromEntries(UPSTREAM_NAMES.map((name) => [name, UPSTREAMS[name].defaultMaxBodyElements])) as Record<UpstreamName, number>
+  })
+}
+
+describe('the aggregator', () => {
+  it('answers at its deadline with the profile and defaults when the merge is still running', async () => {
+    const aggregator = aggregatorWith(() => new Promise(() => {}))
+    const startedAt = performance.now()
+    const outcome = await aggregator.aggregate('user-1', { signal: new AbortController().signal, requestId: 'test' })
+    const elapsed = performance.now() - startedAt
+    if (!outcome.ok) throw new Error(`expected a 200 outcome, got ${outcome.error.message}`)
+    expect(outcome.body.profile?.id).toBe('user-1')
+    expect(outcome.body.meta.complete).toBe(false)
+    for (const name of ['orders', 'recommendations', 'inventory', 'loyalty'] as const) {
+      expect(outcome.upstreams[name], name).toMatchObject({ status: 'merge-failed', fallback: 'default' })
+    }
+    // The 150 ms deadline, not the merge that never ends; the bound is generous for a busy machine.
+    expect(elapsed).toBeLessThan(2000)
+  })
+
+  it('answers with the profile and defaults at once when the merge thread dies', async () => {
+    const aggregator = aggregatorWith(() => Promise.reject(Object.assign(new Error('Worker terminated due to reaching memory limit: JS heap out of memory'), { code: 'ERR_WORKER_OUT_OF_MEMORY' })))
+    const outcome = await aggregator.aggregate('user-2', { signal: new AbortController().signal, requestId: 'test' })
+    if (!outcome.ok) throw new Error(`expected a 200 outcome, got ${outcome.error.message}`)
+    expect(outcome.upstreams.recommendations).toMatchObject({ status: 'merge-failed', fallback: 'default' })
+    expect(outcome.body.recommendations).toEqual([])
+  })
+
+  it('counts the time spent in the admission queue against the deadline', async () => {
+    const aggregator = aggregatorWith(async (input) => mergeSections(input))
+    const outcome = await aggregator.aggregate('user-3', { signal: new AbortController().signal, requestId: 'test', queuedMs: 150 })
+    // No time left: every call is out of budget before it starts, so the required profile times out.
+    expect(outcome.ok).toBe(false)
+    if (!outcome.ok) expect(outcome.error.message).toMatch(/did not answer in time/)
+  })
+})
