@@ -34,6 +34,10 @@ const WEIGHTS = { taste: 0.4, item: 0.3, category: 0.15, favourite: 0.05, popula
 // Up to this pool size the top of the scores is kept by insertion into a sorted window (about pool × candidates work at
 // worst); beyond it a full sort is cheaper.
 const MAX_INSERTION_POOL = 128
+// Slack on the bound of a candidate's similarity to past purchases: covers rounding in the norms and in the dot product,
+// and vectors too small to normalise exactly.
+const RELATIVE_SLACK = 1e-9
+const ABSOLUTE_SLACK = 1e-140
 
 const DIMENSIONS = EMBEDDING_DIMENSIONS
 
@@ -42,7 +46,13 @@ const DIMENSIONS = EMBEDDING_DIMENSIONS
 let vectors = new Float64Array(256 * DIMENSIONS)
 let scores = new Float64Array(256)
 let closest = new Float64Array(256)
+let upperBounds = new Float64Array(256)
+let tasteSimilarities = new Float64Array(256)
+let shares = new Float64Array(256)
+let favouriteFlags = new Float64Array(256)
 let candidateIndices = new Int32Array(256)
+let workList = new Int32Array(256)
+let included = new Uint8Array(256)
 const anchors = new Float64Array(MAX_ANCHORS * DIMENSIONS)
 const taste = new Float64Array(DIMENSIONS)
 const scratchEmbedding = new Float64Array(DIMENSIONS)
@@ -56,7 +66,13 @@ function ensureCandidateCapacity (count: number): void {
   vectors = new Float64Array(capacity * DIMENSIONS)
   scores = new Float64Array(capacity)
   closest = new Float64Array(capacity)
+  upperBounds = new Float64Array(capacity)
+  tasteSimilarities = new Float64Array(capacity)
+  shares = new Float64Array(capacity)
+  favouriteFlags = new Float64Array(capacity)
   candidateIndices = new Int32Array(capacity)
+  workList = new Int32Array(capacity)
+  included = new Uint8Array(capacity)
 }
 
 function ensurePoolCapacity (count: number): void {
@@ -83,15 +99,18 @@ function normaliseAt (vector: Float64Array, offset: number): void {
 }
 
 /**
- * Writes into `closest` each vector's largest similarity (at least 0) to any of the first `anchorCount` anchors.
+ * Writes into `closest` the largest similarity (at least 0) of each vector listed in the first `length` entries of
+ * `workList` to any of the first `anchorCount` anchors.
  * Two vectors against four anchors at a time: eight independent sums keep the CPU busy and each anchor load serves two
  * vectors, while every sum still runs left to right as the reference does, so each value is exact.
  */
-function closestAnchors (count: number, anchorCount: number): void {
-  let vector = 0
-  for (; vector + 2 <= count; vector += 2) {
-    const first = vector * DIMENSIONS
-    const second = first + DIMENSIONS
+function closestAnchors (length: number, anchorCount: number): void {
+  let entry = 0
+  for (; entry + 2 <= length; entry += 2) {
+    const firstVector = workList[entry]!
+    const secondVector = workList[entry + 1]!
+    const first = firstVector * DIMENSIONS
+    const second = secondVector * DIMENSIONS
     let closestFirst = 0
     let closestSecond = 0
     let anchor = 0
@@ -140,16 +159,17 @@ function closestAnchors (count: number, anchorCount: number): void {
       if (similarityFirst > closestFirst) closestFirst = similarityFirst
       if (similaritySecond > closestSecond) closestSecond = similaritySecond
     }
-    closest[vector] = closestFirst
-    closest[vector + 1] = closestSecond
+    closest[firstVector] = closestFirst
+    closest[secondVector] = closestSecond
   }
-  if (vector < count) {
+  if (entry < length) {
+    const lastVector = workList[entry]!
     let closestLast = 0
     for (let anchor = 0; anchor < anchorCount; anchor++) {
-      const similarity = dotAt(vectors, vector * DIMENSIONS, anchors, anchor * DIMENSIONS)
+      const similarity = dotAt(vectors, lastVector * DIMENSIONS, anchors, anchor * DIMENSIONS)
       if (similarity > closestLast) closestLast = similarity
     }
-    closest[vector] = closestLast
+    closest[lastVector] = closestLast
   }
 }
 
@@ -191,31 +211,41 @@ function sliceEnd (length: number, end: number): number {
 }
 
 /**
- * Puts into `poolOrder` the indices of the `poolSize` best scores, best first, equal scores in input order: the same
- * as the first `poolSize` of a stable sort by descending score, without sorting everything.
+ * Puts into `poolOrder` the indices of the `poolSize` best `values`, best first, equal values in input order: the same
+ * as the first `poolSize` of a stable sort by descending value, without sorting everything. With `onlyIncluded`, only
+ * entries flagged in `included` compete (then there must be no NaN and at most {@link MAX_INSERTION_POOL} entries).
  */
-function selectPool (count: number, poolSize: number, hasNaN: boolean): void {
+function selectPool (values: Float64Array, count: number, poolSize: number, hasNaN: boolean, onlyIncluded: boolean): void {
   ensurePoolCapacity(poolSize)
   if (hasNaN || poolSize > MAX_INSERTION_POOL) {
     // NaN makes the comparator inconsistent; only the very same sort over the same comparisons reproduces the order.
     const order = Array.from({ length: count }, (_, index) => index)
-    order.sort((left, right) => scores[right]! - scores[left]!)
+    order.sort((left, right) => values[right]! - values[left]!)
     for (let index = 0; index < poolSize; index++) poolOrder[index] = order[index]!
     return
   }
   let filled = 0
   for (let candidate = 0; candidate < count; candidate++) {
-    const score = scores[candidate]!
+    if (onlyIncluded && included[candidate] === 0) continue
+    const score = values[candidate]!
     // An equal score comes later in input order, so it only enters a window that is not yet full.
-    if (filled === poolSize && !(score > scores[poolOrder[filled - 1]!]!)) continue
+    if (filled === poolSize && !(score > values[poolOrder[filled - 1]!]!)) continue
     let position = filled === poolSize ? filled - 1 : filled
-    while (position > 0 && scores[poolOrder[position - 1]!]! < score) {
+    while (position > 0 && values[poolOrder[position - 1]!]! < score) {
       poolOrder[position] = poolOrder[position - 1]!
       position--
     }
     poolOrder[position] = candidate
     if (filled < poolSize) filled++
   }
+}
+
+/** The score of the scored candidate at `scored`, in the reference's order of operations so it is bit-for-bit equal. */
+function scoreOf (hasHistory: boolean, scored: number, popularity: number, closestPurchase: number): number {
+  return (hasHistory ? WEIGHTS.taste * tasteSimilarities[scored]! + WEIGHTS.item * closestPurchase : 0) +
+    WEIGHTS.category * shares[scored]! +
+    WEIGHTS.favourite * favouriteFlags[scored]! +
+    WEIGHTS.popularity * popularity
 }
 
 /**
@@ -229,8 +259,7 @@ export function rankRecommendations (input: RankingInput): { ranked: RankedRecom
   const favourites = new Set(input.favouriteCategories)
   ensureCandidateCapacity(candidates.length)
 
-  // First the vectors of the candidates that stay, then their similarity to past purchases in one blocked pass, then
-  // the scores.
+  // First the unit vectors of the candidates that stay.
   let count = 0
   for (let candidateIndex = 0; candidateIndex < candidates.length; candidateIndex++) {
     const candidate = candidates[candidateIndex]!
@@ -246,23 +275,66 @@ export function rankRecommendations (input: RankingInput): { ranked: RankedRecom
     candidateIndices[count] = candidateIndex
     count++
   }
-  if (hasHistory) closestAnchors(count, anchorCount)
-
+  // Every score term but the similarity to past purchases, which costs a dot product per past purchase.
   let hasNaN = false
   for (let scored = 0; scored < count; scored++) {
     const candidate = candidates[candidateIndices[scored]!]!
-    const score = (hasHistory ? WEIGHTS.taste * dotAt(vectors, scored * DIMENSIONS, taste, 0) + WEIGHTS.item * closest[scored]! : 0) +
-      WEIGHTS.category * (categoryShare.get(candidate.category) ?? 0) +
-      WEIGHTS.favourite * (favourites.has(candidate.category) ? 1 : 0) +
-      WEIGHTS.popularity * candidate.popularity
+    tasteSimilarities[scored] = hasHistory ? dotAt(vectors, scored * DIMENSIONS, taste, 0) : 0
+    shares[scored] = categoryShare.get(candidate.category) ?? 0
+    favouriteFlags[scored] = favourites.has(candidate.category) ? 1 : 0
+    const score = scoreOf(hasHistory, scored, candidate.popularity, 0)
     if (Number.isNaN(score)) hasNaN = true
     scores[scored] = score
   }
 
+  const poolSize = sliceEnd(count, topK * DIVERSITY_DEPTH)
+  if (hasHistory) {
+    // Only the candidates that can still reach the re-rank pool need their similarity to past purchases. A score only
+    // grows with that similarity, which is at most the norms' product: the exact scores of the candidates with the
+    // best such upper bounds set a bar, and any candidate whose bound is below it cannot make the pool.
+    const pruning = !hasNaN && poolSize > 0 && poolSize <= MAX_INSERTION_POOL && poolSize * 2 < count
+    let length = 0
+    if (pruning) {
+      let anchorNorm = 0
+      for (let anchor = 0; anchor < anchorCount; anchor++) anchorNorm = Math.max(anchorNorm, Math.sqrt(dotAt(anchors, anchor * DIMENSIONS, anchors, anchor * DIMENSIONS)))
+      for (let scored = 0; scored < count; scored++) {
+        const offset = scored * DIMENSIONS
+        const bound = Math.sqrt(dotAt(vectors, offset, vectors, offset)) * anchorNorm * (1 + RELATIVE_SLACK) + ABSOLUTE_SLACK
+        upperBounds[scored] = scoreOf(hasHistory, scored, candidates[candidateIndices[scored]!]!.popularity, bound)
+        included[scored] = 0
+      }
+      selectPool(upperBounds, count, poolSize, false, false)
+      for (let entry = 0; entry < poolSize; entry++) {
+        workList[length++] = poolOrder[entry]!
+        included[poolOrder[entry]!] = 1
+      }
+      closestAnchors(length, anchorCount)
+      let bar = Infinity
+      for (let entry = 0; entry < length; entry++) {
+        const scored = workList[entry]!
+        bar = Math.min(bar, scoreOf(hasHistory, scored, candidates[candidateIndices[scored]!]!.popularity, closest[scored]!))
+      }
+      length = 0
+      for (let scored = 0; scored < count; scored++) {
+        if (included[scored] === 1 || !(upperBounds[scored]! >= bar)) continue
+        workList[length++] = scored
+        included[scored] = 1
+      }
+    } else {
+      for (let scored = 0; scored < count; scored++) workList[length++] = scored
+    }
+    closestAnchors(length, anchorCount)
+    for (let scored = 0; scored < count; scored++) {
+      if (pruning && included[scored] === 0) continue
+      scores[scored] = scoreOf(hasHistory, scored, candidates[candidateIndices[scored]!]!.popularity, closest[scored]!)
+    }
+    selectPool(scores, count, poolSize, hasNaN, pruning)
+  } else {
+    selectPool(scores, count, poolSize, hasNaN, false)
+  }
+
   // Maximal marginal relevance over the pool, kept incremental: each entry's redundancy (its largest similarity to
   // anything picked) only needs one dot product with the newest pick per round.
-  const poolSize = sliceEnd(count, topK * DIVERSITY_DEPTH)
-  selectPool(count, poolSize, hasNaN)
   redundancy.fill(0, 0, poolSize)
   pickedFlags.fill(0, 0, poolSize)
   const ranked: RankedRecommendation[] = []
