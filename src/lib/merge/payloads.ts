@@ -77,6 +77,16 @@ function finite (value: unknown, what: string): number {
   return value
 }
 
+/**
+ * Checks that every element is a finite number and hands back the parsed array itself: a copy per candidate would cost
+ * more than the check. (Parsed JSON has no holes, so every element is checked, as a map would.)
+ */
+function finiteNumbers (value: unknown, what: string, element: string): number[] {
+  const values = array(value, what)
+  for (let index = 0; index < values.length; index++) finite(values[index], element)
+  return values as number[]
+}
+
 export function readProfile (json: unknown): ProfilePayload {
   const body = object(json, 'profile')
   const preferences = object(body.preferences, 'profile.preferences')
@@ -137,7 +147,7 @@ export function readRecommendations (json: unknown): RecommendationsPayload {
         category: text(candidate.category, 'candidate.category'),
         price: finite(candidate.price, 'candidate.price'),
         popularity: finite(candidate.popularity, 'candidate.popularity'),
-        features: array(candidate.features, 'candidate.features').map((feature) => finite(feature, 'feature'))
+        features: finiteNumbers(candidate.features, 'candidate.features', 'feature')
       }
     })
   }
