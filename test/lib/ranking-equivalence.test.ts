@@ -68,7 +68,8 @@ function mergeInput (userId: string, scale: number, topK = 10): MergeInput {
     loyalty: encode(loyaltyFor(userId, scale))
   }
   const sections = Object.fromEntries(UPSTREAM_NAMES.map((name) => [name, { fresh: bodies[name], otherwise: 'default' }]))
-  return { userId, topK, sections: sections as MergeInput['sections'] }
+  // Every valid body handed back, as the reference merge always did.
+  return { userId, topK, sections: sections as MergeInput['sections'], returnBodies: [...UPSTREAM_NAMES] }
 }
 
 describe('ranking kernel matches the reference ranking', () => {
