@@ -103,7 +103,8 @@ function readBody (request: IncomingMessage): Promise<string> {
  * One mock upstream: a real HTTP server that serves `name`'s resource with deterministic data and can be told, through
  * `/__control`, to be slow, flaky, hang, send broken JSON, trickle its body or reset the connection, or to be hostile:
  * a huge body of nested arrays (`nested`), amounts that overflow in arithmetic (`overflow`), or 10,000 response
- * headers (`header-flood`).
+ * headers (`header-flood`). With `modeUserPrefix`, the fault mode and failureRate hit only the users whose id starts
+ * with it, so hostile and normal callers can share one mock.
  */
 export function createMockService (name: UpstreamName, defaults: MockSettings = BUILT_IN_DEFAULTS): MockService {
   let settings = { ...defaults }
@@ -169,37 +170,41 @@ export function createMockService (name: UpstreamName, defaults: MockSettings = 
       else stats.aborted++
     })
 
-    if (current.mode === 'hang') return
+    // The fault mode and failureRate are for the users under modeUserPrefix only; the others are answered normally.
+    const faulty = userId.startsWith(current.modeUserPrefix)
+    const mode = faulty ? current.mode : 'normal'
+    const failureRate = faulty ? current.failureRate : 0
+    if (mode === 'hang') return
 
     const answer = () => {
-      if (current.mode === 'reset') {
+      if (mode === 'reset') {
         resetByUs = true
         request.socket.destroy()
         return
       }
-      if (current.mode === 'error' || Math.random() < current.failureRate) {
+      if (mode === 'error' || Math.random() < failureRate) {
         return sendJson(response, 500, { error: 'simulated failure' })
       }
       if (name === 'profile' && userId.startsWith('unknown')) return sendJson(response, 404, { error: 'user not found' })
-      if (current.mode === 'nested') {
+      if (mode === 'nested') {
         const body = nestedBody(current.hostileBytes)
         response.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length })
         return response.end(body)
       }
-      const body = bodyFor(userId, current.mode === 'overflow')
-      if (current.mode === 'header-flood') {
+      const body = bodyFor(userId, mode === 'overflow')
+      if (mode === 'header-flood') {
         // A raw array: Node sends it as is, with no limit on outgoing headers.
         flood ??= floodHeaders()
         response.writeHead(200, ['content-type', 'application/json', 'content-length', String(body.length), ...flood])
         return response.end(body)
       }
-      if (current.mode === 'malformed') {
+      if (mode === 'malformed') {
         const broken = Buffer.concat([body.subarray(0, Math.floor(body.length * 0.6)), Buffer.from('\u0000}{"')])
         response.writeHead(200, { 'content-type': 'application/json', 'content-length': broken.length })
         return response.end(broken)
       }
       response.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length })
-      if (current.mode !== 'slow-body') return response.end(body)
+      if (mode !== 'slow-body') return response.end(body)
       response.flushHeaders()
       let offset = 0
       timer = setInterval(() => {

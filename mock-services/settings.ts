@@ -16,13 +16,18 @@ export interface MockSettings {
   /** Size of the body in `nested` mode: valid JSON that is expensive to parse. */
   hostileBytes: number
   mode: MockMode
+  /**
+   * The fault mode and failureRate apply only to users whose id starts with this ('' = every user); the others get
+   * normal answers, with the same latency.
+   */
+  modeUserPrefix: string
 }
 
 // A little under 8 MiB, so a gateway whose body limit is exactly 8 MiB still reads (and has to parse) all of it.
 const DEFAULT_HOSTILE_BYTES = 8 * 1024 * 1024 - 1024
 
 export const BUILT_IN_DEFAULTS: MockSettings = Object.freeze({
-  latencyMs: 0, jitterMs: 0, failureRate: 0, payloadScale: 1, hostileBytes: DEFAULT_HOSTILE_BYTES, mode: 'normal'
+  latencyMs: 0, jitterMs: 0, failureRate: 0, payloadScale: 1, hostileBytes: DEFAULT_HOSTILE_BYTES, mode: 'normal', modeUserPrefix: ''
 })
 
 const LIMITS = {
@@ -32,6 +37,8 @@ const LIMITS = {
   payloadScale: { min: 0.01, max: 100 },
   hostileBytes: { min: 1024, max: 64 * 1024 * 1024 }
 } as const
+
+const USER_PREFIX = /^[A-Za-z0-9_-]{0,64}$/
 
 /**
  * Applies a partial update to settings. Returns the new settings, or the list of problems if any field is unknown or
@@ -45,6 +52,9 @@ export function updateSettings (current: MockSettings, update: unknown): { setti
     if (key === 'mode') {
       if (MOCK_MODES.includes(value as MockMode)) next.mode = value as MockMode
       else problems.push(`mode must be one of ${MOCK_MODES.join(', ')}`)
+    } else if (key === 'modeUserPrefix') {
+      if (typeof value === 'string' && USER_PREFIX.test(value)) next.modeUserPrefix = value
+      else problems.push('modeUserPrefix must be a string of at most 64 characters from A-Z, a-z, 0-9, _ and -')
     } else if (key in LIMITS) {
       const { min, max } = LIMITS[key as keyof typeof LIMITS]
       if (typeof value === 'number' && Number.isFinite(value) && value >= min && value <= max) next[key as keyof typeof LIMITS] = value
@@ -64,6 +74,7 @@ export function settingsFromEnvironment (env: NodeJS.ProcessEnv, base: MockSetti
     if (env[variable] !== undefined && env[variable] !== '') update[key] = Number(env[variable])
   }
   if (env.MOCK_MODE) update.mode = env.MOCK_MODE
+  if (env.MOCK_MODE_USER_PREFIX !== undefined) update.modeUserPrefix = env.MOCK_MODE_USER_PREFIX
   const result = updateSettings(base, update)
   if ('problems' in result) throw new Error(`Invalid mock settings: ${result.problems.join('; ')} (from MOCK_* variables)`)
   return result.settings

@@ -8,7 +8,7 @@ let mock: MockService
 let url: string
 
 beforeAll(async () => {
-  mock = createMockService('orders', { latencyMs: 5, jitterMs: 0, failureRate: 0, payloadScale: 1, hostileBytes: 64 * 1024, mode: 'normal' })
+  mock = createMockService('orders', { latencyMs: 5, jitterMs: 0, failureRate: 0, payloadScale: 1, hostileBytes: 64 * 1024, mode: 'normal', modeUserPrefix: '' })
   url = await mock.listen(0)
 })
 afterAll(async () => { await mock?.close() })
@@ -44,6 +44,46 @@ describe('a mock upstream', () => {
     expect(await (await fetch(`${url}/__control`)).json()).toMatchObject({ latencyMs: 40, mode: 'error' })
 
     expect(await (await fetch(`${url}/__control`, { method: 'DELETE' })).json()).toMatchObject({ latencyMs: 5, mode: 'normal' })
+  })
+
+  it('applies the mode and failureRate only to users under modeUserPrefix, with the same latency for everyone', async () => {
+    const changed = await put({ mode: 'error', modeUserPrefix: 'bad-', latencyMs: 30 })
+    expect(await json(changed)).toMatchObject({ mode: 'error', modeUserPrefix: 'bad-', latencyMs: 30 })
+    for (const user of ['bad-1', 'bad-', 'bad-xyz']) expect((await fetch(`${url}/users/${user}/orders`)).status, user).toBe(500)
+    const startedAt = performance.now()
+    const good = await fetch(`${url}/users/good-1/orders`)
+    expect(performance.now() - startedAt).toBeGreaterThanOrEqual(25)
+    expect(good.status).toBe(200)
+    expect((await json(good)).orders.length).toBeGreaterThan(0)
+    // A prefix, not a substring, and case-sensitive.
+    for (const user of ['good-bad-1', 'BAD-1', 'bad']) expect((await fetch(`${url}/users/${user}/orders`)).status, user).toBe(200)
+
+    await put({ mode: 'normal', failureRate: 1 })
+    expect((await fetch(`${url}/users/bad-2/orders`)).status).toBe(500)
+    expect((await fetch(`${url}/users/good-2/orders`)).status).toBe(200)
+
+    await put({ mode: 'hang', failureRate: 0 })
+    expect((await fetch(`${url}/users/good-3/orders`)).status).toBe(200)
+    await expect(fetch(`${url}/users/bad-3/orders`, { signal: AbortSignal.timeout(100) })).rejects.toThrow()
+
+    // The empty prefix (the default) is every user again.
+    await put({ mode: 'error', modeUserPrefix: '' })
+    expect((await fetch(`${url}/users/good-4/orders`)).status).toBe(500)
+    expect(await json(fetch(`${url}/__control`, { method: 'DELETE' }))).toMatchObject({ mode: 'normal', modeUserPrefix: '' })
+  })
+
+  it('refuses a modeUserPrefix that is not a short string of letters, digits, _ and -, and changes nothing', async () => {
+    await put({ mode: 'error', modeUserPrefix: 'bad-' })
+    for (const modeUserPrefix of ['bad/', 'bad prefix', 'ünï', 'x'.repeat(65), 7, null, ['bad-']]) {
+      const rejected = await put({ mode: 'normal', modeUserPrefix })
+      expect(rejected.status, JSON.stringify(modeUserPrefix)).toBe(400)
+      expect((await json(rejected)).problems).toEqual(['modeUserPrefix must be a string of at most 64 characters from A-Z, a-z, 0-9, _ and -'])
+    }
+    expect(await json(fetch(`${url}/__control`))).toMatchObject({ mode: 'error', modeUserPrefix: 'bad-' })
+    expect((await fetch(`${url}/users/bad-1/orders`)).status).toBe(500)
+    expect((await fetch(`${url}/users/good-1/orders`)).status).toBe(200)
+    expect(await json(put({ modeUserPrefix: 'x'.repeat(64) }))).toMatchObject({ modeUserPrefix: 'x'.repeat(64) })
+    await fetch(`${url}/__control`, { method: 'DELETE' })
   })
 
   it('counts requests, concurrency, completions and clients that went away', async () => {
@@ -157,5 +197,8 @@ describe('a mock upstream', () => {
     expect(settingsFromEnvironment({ MOCK_HOSTILE_BYTES: '4096', MOCK_MODE: 'nested' })).toMatchObject({ hostileBytes: 4096, mode: 'nested' })
     expect(() => settingsFromEnvironment({ MOCK_FAILURE_RATE: 'often' })).toThrow('failureRate must be a number from 0 to 1')
     expect(() => settingsFromEnvironment({ MOCK_HOSTILE_BYTES: '100' })).toThrow('hostileBytes must be a number from 1024 to 67108864')
+    expect(settingsFromEnvironment({})).toMatchObject({ modeUserPrefix: '' })
+    expect(settingsFromEnvironment({ MOCK_MODE: 'error', MOCK_MODE_USER_PREFIX: 'hostile-' })).toMatchObject({ mode: 'error', modeUserPrefix: 'hostile-' })
+    expect(() => settingsFromEnvironment({ MOCK_MODE_USER_PREFIX: 'a b' })).toThrow('modeUserPrefix must be a string')
   })
 })
