@@ -231,6 +231,8 @@ export function createAggregator (options: AggregatorOptions) {
     let merged: MergeResult
     let mergeFailed = false
     try {
+      // Past the deadline already, a merge could only be refused: answer with what is here.
+      if (deadline.signal.aborted) throw deadline.signal.reason
       merged = await raceDeadline(mergeWithFallbacks(userId, outcomes, deadline), deadline.signal)
     } catch {
       merged = degradedMerge(userId, required)
@@ -263,8 +265,13 @@ export function createAggregator (options: AggregatorOptions) {
   return { aggregate }
 }
 
-/** Settles with `work`, or rejects once `signal` aborts: the request answers at its deadline, not when a merge ends. */
+/**
+ * Settles with `work`, or rejects once `signal` aborts: the request answers at its deadline, not when a merge ends.
+ * The loser's outcome is always handled: a merge that fails after the deadline must not become an unhandled rejection
+ * (which would take the process down).
+ */
 function raceDeadline<T> (work: Promise<T>, signal: AbortSignal): Promise<T> {
+  work.catch(() => {})
   if (signal.aborted) return Promise.reject(signal.reason)
   return new Promise<T>((resolve, reject) => {
     const onAbort = () => reject(signal.reason)

@@ -25,9 +25,9 @@ const fetchers = Object.fromEntries(UPSTREAM_NAMES.map((name) => [name, {
   }
 } satisfies BodyFetcher])) as Record<UpstreamName, BodyFetcher>
 
-function aggregatorWith (merge: (input: Parameters<MergeRunner>[0], options: Parameters<MergeRunner>[1]) => ReturnType<MergeRunner>) {
+function aggregatorWith (merge: (input: Parameters<MergeRunner>[0], options: Parameters<MergeRunner>[1]) => ReturnType<MergeRunner>, fetcherOverrides: Partial<Record<UpstreamName, BodyFetcher>> = {}) {
   return createAggregator({
-    fetchers,
+    fetchers: { ...fetchers, ...fetcherOverrides },
     fallbacks: { profile: 'omit', orders: 'stale-or-default', recommendations: 'stale-or-default', inventory: 'stale-or-default', loyalty: 'stale-or-default' },
     staleCache: createStaleCache({ maxEntries: 100, maxBytes: 10_000_000, ttlMs: 60_000 }),
     merge: Object.assign(merge, { refusal: () => null }),
@@ -60,6 +60,27 @@ describe('the aggregator', () => {
     if (!outcome.ok) throw new Error(`expected a 200 outcome, got ${outcome.error.message}`)
     expect(outcome.upstreams.recommendations).toMatchObject({ status: 'merge-failed', fallback: 'default' })
     expect(outcome.body.recommendations).toEqual([])
+  })
+
+  it('survives a merge that fails after the deadline has already answered the request', async () => {
+    let failLater: (error: Error) => void = () => {}
+    const aggregator = aggregatorWith(() => new Promise((_resolve, reject) => { failLater = reject }))
+    const outcome = await aggregator.aggregate('user-4', { signal: new AbortController().signal, requestId: 'test' })
+    expect(outcome.ok).toBe(true)
+    // The loser of the race rejects now; an unhandled rejection would fail this test (and crash a server).
+    failLater(new Error('merge queue timeout, after the fact'))
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  })
+
+  it('does not start a merge once the deadline has passed, and answers with what it has', async () => {
+    let merges = 0
+    // An upstream that ignores cancellation and answers after the 150 ms deadline.
+    const late: BodyFetcher = { timeoutMs: 200, fetchBody: async (userId) => { await new Promise((resolve) => setTimeout(resolve, 250)); return encode(BODIES.loyalty(userId)) } }
+    const aggregator = aggregatorWith(() => { merges++; return Promise.reject(new Error('refused: no time left')) }, { loyalty: late })
+    const outcome = await aggregator.aggregate('user-5', { signal: new AbortController().signal, requestId: 'test' })
+    if (!outcome.ok) throw new Error(`expected a 200 outcome, got ${outcome.error.message}`)
+    expect(merges).toBe(0)
+    expect(outcome.upstreams.orders).toMatchObject({ status: 'merge-failed', fallback: 'default' })
   })
 
   it('counts the time spent in the admission queue against the deadline', async () => {
