@@ -16,14 +16,14 @@ const BODIES: Record<UpstreamName, (userId: string) => unknown> = {
 }
 
 /** Fetchers that answer at once from the mocks' data: no sockets, so the test is about the aggregator alone. */
-const fetchers = Object.fromEntries(UPSTREAM_NAMES.map((name) => [name, {
+const fetchers = Object.fromEntries(UPSTREAM_NAMES.map((name): [UpstreamName, BodyFetcher] => [name, {
   timeoutMs: 200,
   // Like the real client: a call with no budget left is a timeout without being made.
   fetchBody: async (userId: string, { budgetMs }: { budgetMs: number }) => {
     if (budgetMs <= 0) throw new UpstreamCallError(name, 'timeout', { reason: 'no time left before the deadline' })
     return encode(BODIES[name](userId))
   }
-} satisfies BodyFetcher])) as Record<UpstreamName, BodyFetcher>
+}])) as Record<UpstreamName, BodyFetcher>
 
 function aggregatorWith (merge: (input: Parameters<MergeRunner>[0], options: Parameters<MergeRunner>[1]) => ReturnType<MergeRunner>, fetcherOverrides: Partial<Record<UpstreamName, BodyFetcher>> = {}) {
   return createAggregator({
