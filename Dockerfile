@@ -12,7 +12,6 @@ COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 COPY mock-services ./mock-services
 COPY scripts ./scripts
-COPY bench ./bench
 COPY public ./public
 RUN npm run build
 

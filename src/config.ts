@@ -23,7 +23,7 @@ export interface Config {
   readonly upstreams: Readonly<Record<UpstreamName, UpstreamConfig>>
   readonly upstreamTransport: { readonly keepAliveTimeoutMs: number }
   readonly staleCache: { readonly maxEntries: number, readonly maxBytes: number, readonly ttlMs: number }
-  readonly mergePool: { readonly threads: number, readonly maxQueue: number, readonly inlineMaxBytes: number, readonly maxHeapMb: number }
+  readonly mergePool: { readonly threads: number, readonly maxQueue: number, readonly inlineMaxBytes: number, readonly inlineWhenAloneMaxBytes: number, readonly maxHeapMb: number }
   readonly server: {
     readonly maxConnections: number
     readonly requestTimeoutMs: number
@@ -111,7 +111,8 @@ export function configSchema (): Record<string, VariableSchema> {
     MERGE_POOL_THREADS: { type: 'integer', minimum: 1, maximum: 256, description: 'Worker threads that merge responses (default: the machine\'s cores, `os.availableParallelism()`).' },
     MERGE_POOL_MAX_QUEUE: { type: 'integer', minimum: 0, maximum: 100_000, description: 'Merges allowed to wait for a thread; more get 503 (default: ADMISSION_MAX_LIMIT, so every admitted aggregate can queue its merge).' },
     MERGE_POOL_MAX_HEAP_MB: { type: 'integer', minimum: 16, maximum: 65_536, default: 128, description: 'Heap limit of each merge thread; a thread over it is replaced and its merge fails.' },
-    MERGE_INLINE_MAX_BYTES: { type: 'integer', minimum: 0, maximum: 1024 * MiB, default: 0, description: 'Merge on the event loop when the upstream bodies total at most this many bytes (0: always in the pool).' },
+    MERGE_INLINE_MAX_BYTES: { type: 'integer', minimum: 0, maximum: 1024 * MiB, default: 0, description: 'Always merge on the event loop when the upstream bodies total at most this many bytes (0: never; the benchmark\'s inline baseline).' },
+    MERGE_INLINE_WHEN_ALONE_MAX_BYTES: { type: 'integer', minimum: 0, maximum: 1024 * MiB, default: 256 * 1024, description: 'Merge on the event loop when no other aggregate is in flight and the bodies total at most this many bytes: the loop would only wait for the worker (0: never).' },
     SERVER_MAX_CONNECTIONS: { type: 'integer', minimum: 1, maximum: 1_000_000, default: 10_000, description: 'Client connections the gateway port holds at once; more are refused by the kernel backlog.' },
     SERVER_REQUEST_TIMEOUT_MS: { type: 'integer', minimum: 0, maximum: 600_000, default: 30_000, description: 'Time a client has to send a whole request (0: none). Slow clients cannot hold a socket forever.' },
     SERVER_HEADERS_TIMEOUT_MS: { type: 'integer', minimum: 0, maximum: 600_000, default: 10_000, description: 'Time a client has to send the request headers (0: none; at most SERVER_REQUEST_TIMEOUT_MS).' },
@@ -222,6 +223,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
       threads,
       maxQueue: (values.MERGE_POOL_MAX_QUEUE as number | undefined) ?? number('ADMISSION_MAX_LIMIT'),
       inlineMaxBytes: number('MERGE_INLINE_MAX_BYTES'),
+      inlineWhenAloneMaxBytes: number('MERGE_INLINE_WHEN_ALONE_MAX_BYTES'),
       maxHeapMb: number('MERGE_POOL_MAX_HEAP_MB')
     }),
     server: Object.freeze({

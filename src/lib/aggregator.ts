@@ -45,7 +45,8 @@ export interface BodyFetcher {
  * could not start within `budgetMs` is refused at once.
  */
 export interface MergeRunner {
-  (input: MergeInput, options: { signal: AbortSignal, budgetMs: number }): Promise<MergeResult>
+  /** `alone`: no other aggregate is in flight, so the event loop has nothing else to do while this merge runs. */
+  (input: MergeInput, options: { signal: AbortSignal, budgetMs: number, alone: boolean }): Promise<MergeResult>
   /** The error a merge asked for now would be refused with, or null: checked before any upstream is called. */
   refusal (budgetMs: number): Error | null
 }
@@ -120,6 +121,7 @@ export function createAggregator (options: AggregatorOptions) {
     name, !UPSTREAMS[name].required && fallbackSteps(fallbacks[name]).useStale
   ])) as Record<UpstreamName, boolean>
   const requiredNames = UPSTREAM_NAMES.filter((name) => UPSTREAMS[name].required)
+  let inFlight = 0
 
   async function fanOut (userId: string, deadline: Deadline, requestId: string) {
     const calls = UPSTREAM_NAMES.map(async (name): Promise<CallOutcome> => {
@@ -166,12 +168,12 @@ export function createAggregator (options: AggregatorOptions) {
    */
   async function mergeWithFallbacks (userId: string, outcomes: Record<UpstreamName, CallOutcome>, deadline: Deadline): Promise<MergeResult> {
     const fresh = Object.fromEntries(UPSTREAM_NAMES.map((name) => [name, outcomes[name].body]))
-    const first = await merge(mergeInput(userId, fresh, (name) => !outcomes[name].body), { signal: deadline.signal, budgetMs: deadline.remainingMs() })
+    const first = await merge(mergeInput(userId, fresh, (name) => !outcomes[name].body), { signal: deadline.signal, budgetMs: deadline.remainingMs(), alone: inFlight === 1 })
     const replaceable = first.malformed.filter((name) => servesStale[name] && staleCache.get(name, userId) !== undefined)
     if (replaceable.length === 0) return first
     // A merge that found a malformed body hands every valid one back, for this second merge.
     const kept = first.validFresh
-    const second = await merge(mergeInput(userId, kept, (name) => !kept[name]), { signal: deadline.signal, budgetMs: deadline.remainingMs() })
+    const second = await merge(mergeInput(userId, kept, (name) => !kept[name]), { signal: deadline.signal, budgetMs: deadline.remainingMs(), alone: inFlight === 1 })
     return { ...second, malformed: first.malformed }
   }
 
@@ -202,12 +204,14 @@ export function createAggregator (options: AggregatorOptions) {
     const deadline = startDeadline(budgetMs, signal)
     let outcome: AggregateOutcome | undefined
     let slowestCallMs = 0
+    inFlight++
     try {
       const outcomes = await fanOut(userId, deadline, requestId)
       for (const name of UPSTREAM_NAMES) slowestCallMs = Math.max(slowestCallMs, outcomes[name].latencyMs)
       outcome = await mergeAndReport(userId, outcomes, deadline, startedAt)
       return outcome
     } finally {
+      inFlight--
       deadline.release()
       if (requestChannel.hasSubscribers) {
         const durationMs = performance.now() - startedAt

@@ -49,7 +49,7 @@ const warmUpInput = (): MergeInput => ({
  * does not apply maxQueue to tasks submitted with a signal.)
  */
 export default fp(async function mergePool (fastify) {
-  const { threads, maxQueue, inlineMaxBytes, maxHeapMb } = fastify.config.mergePool
+  const { threads, maxQueue, inlineMaxBytes, inlineWhenAloneMaxBytes, maxHeapMb } = fastify.config.mergePool
   // Work counted inside the threads (merges, candidates scored, ...): shared memory, updated with Atomics.
   const work = sharedCounters(MERGE_WORK_COUNTERS)
   const pool = new Piscina<MergeInput, MergeTaskResult>({
@@ -90,9 +90,18 @@ export default fp(async function mergePool (fastify) {
     return result
   }
 
-  const run: MergeRunner = Object.assign((input: MergeInput, { signal, budgetMs }: { signal: AbortSignal, budgetMs: number }) => {
-    // Inline only when configured for it (the benchmark's baseline): handing off costs the loop less at every size.
-    if (bodyBytes(input) <= inlineMaxBytes) return Promise.resolve(runInline(input))
+  const run: MergeRunner = Object.assign((input: MergeInput, { signal, budgetMs, alone }: { signal: AbortSignal, budgetMs: number, alone: boolean }) => {
+    // Handing off costs the loop less than merging at every size, so under load merges go to the pool. With nothing
+    // else in flight the loop would only wait for the worker: merging here saves the round trip (one-connection p50
+    // about halved, bench/scenarios/cpu-per-aggregate.ts). MERGE_INLINE_MAX_BYTES forces inline (the benchmark's baseline).
+    const bytes = bodyBytes(input)
+    if (bytes <= inlineMaxBytes || (alone && bytes <= inlineWhenAloneMaxBytes)) {
+      try {
+        return Promise.resolve(runInline(input))
+      } catch (error) {
+        return Promise.reject(error)
+      }
+    }
     return runInPool(input, signal, budgetMs)
   }, {
     refusal (budgetMs: number) {
