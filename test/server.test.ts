@@ -25,7 +25,10 @@ async function startServer (env: Record<string, string>): Promise<RunningServer>
   // The gateway's own line, not the observability listener's (which says "server":"observability").
   const gatewayLine = output.split('\n').find((line) => /Server listening at/.test(line) && !line.includes('"observability"')) ?? ''
   const origin = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(gatewayLine)?.[1]
-  if (!origin) throw new Error(`server did not start:\n${output}`)
+  if (!origin) {
+    child.kill('SIGKILL')
+    throw new Error(`server did not start:\n${output}`)
+  }
   return { child, origin, output: () => output }
 }
 

@@ -46,8 +46,15 @@ export default fp(async function requestTracing (fastify) {
     }
     if (request.errorCode) line.error = request.errorCode
     const aggregate = request.routeOptions.config.aggregate === true
-    if (aggregate) line.complete = isComplete(reply)
-    if (request.upstreamReports) line.upstreams = request.upstreamReports
+    const complete = aggregate && isComplete(reply)
+    if (aggregate) line.complete = complete
+    const reports = request.upstreamReports
+    if (reports) {
+      // A complete answer needs only each upstream's latency, a flat object that is cheap to serialise on the hot
+      // path; anything else gets each upstream's full report (status, fallback, HTTP status).
+      if (complete) line.upstreamMs = Object.fromEntries(Object.entries(reports).map(([name, report]) => [name, report.latencyMs]))
+      else line.upstreams = reports
+    }
     request.log.info(line, aggregate ? 'aggregate' : 'request')
   })
 }, { name: 'request-tracing' })
