@@ -1,7 +1,10 @@
 import { performance } from 'node:perf_hooks'
-import { inventoryFor, loyaltyFor, ordersFor, profileFor, recommendationsFor } from '../mock-services/data.js'
-import { DEFAULT_JSON_BUDGET, exceedsJsonBudget, type JsonBudget } from '../src/lib/merge/json-budget.js'
-import { UPSTREAM_NAMES, type UpstreamName } from '../src/lib/upstreams.js'
+import { BODY_GENERATORS } from '../mock-services/data.js'
+import { exceedsJsonBudget, MAX_JSON_DEPTH, type JsonBudget } from '../src/lib/merge/json-budget.js'
+import { UPSTREAM_NAMES, UPSTREAMS } from '../src/lib/upstreams.js'
+
+// The widest budget the gateway uses (recommendations'): the one a hostile body has most room in.
+const DEFAULT_JSON_BUDGET: JsonBudget = { maxDepth: MAX_JSON_DEPTH, maxElements: UPSTREAMS.recommendations.defaultMaxBodyElements }
 
 // What does the structural budget check cost next to the parse it guards?  npx tsx bench/json-budget.ts
 // For every upstream's normal body at payload scales 1 and 10, and for 8 MB hostile bodies, the median time of:
@@ -110,14 +113,6 @@ const CANDIDATES = {
 } as const
 type Candidate = keyof typeof CANDIDATES
 
-const GENERATORS: Record<UpstreamName, (userId: string, scale: number) => unknown> = {
-  profile: (userId) => profileFor(userId),
-  orders: ordersFor,
-  recommendations: recommendationsFor,
-  inventory: inventoryFor,
-  loyalty: loyaltyFor
-}
-
 /** Depth and containers-plus-commas of a parsed value: the oracle the byte scan must agree with. */
 function shapeOf (value: unknown, depth = 1): { depth: number, elements: number } {
   if (typeof value !== 'object' || value === null) return { depth: 0, elements: 0 }
@@ -177,7 +172,7 @@ const ratio = (part: number | undefined, whole: number | undefined) => part === 
 
 // Steady state, as in a long-running worker: every candidate has seen every kind of body and both outcomes.
 for (let warm = 0; warm < 20; warm++) {
-  const samples = [...Object.values(hostileBodies(64 * 1024)), ...[1, 10].map((scale) => encoder.encode(JSON.stringify(recommendationsFor('u-1', scale))))]
+  const samples = [...Object.values(hostileBodies(64 * 1024)), ...[1, 10].map((scale) => encoder.encode(JSON.stringify(BODY_GENERATORS.recommendations('u-1', scale))))]
   for (const sample of samples) {
     for (const budget of [UNLIMITED, DEFAULT_JSON_BUDGET, { maxDepth: 4, maxElements: 1000 }]) {
       for (const run of Object.values(CANDIDATES)) run(sample, budget)
@@ -191,7 +186,7 @@ console.log('| body | scale | bytes | depth | elements | parse ms | loop ms | ho
 console.log('|---|---|---|---|---|---|---|---|---|---|---|---|')
 for (const scale of [1, 10]) {
   for (const name of UPSTREAM_NAMES) {
-    const value = GENERATORS[name]('u-42', scale)
+    const value = BODY_GENERATORS[name]('u-42', scale)
     const bytes = encoder.encode(JSON.stringify(value))
     const shape = shapeOf(value)
     const rejected = exceedsJsonBudget(bytes, DEFAULT_JSON_BUDGET)

@@ -3,6 +3,7 @@ import { hashString, seededRandom } from '../src/lib/seeded-random.js'
 import type {
   InventoryPayload, LoyaltyPayload, Order, OrdersPayload, ProfilePayload, RecommendationsPayload
 } from '../src/lib/merge/payloads.js'
+import type { UpstreamName } from '../src/lib/upstreams.js'
 
 // Deterministic data for the mock upstreams: everything is derived from the user id (and the payload scale), so the
 // same request always gets the same body and the recommendations and inventory services agree on which products exist.
@@ -156,4 +157,13 @@ export function loyaltyFor (userId: string, scale: number): LoyaltyPayload {
   const points = Math.max(0, history.reduce((sum, event) => sum + event.delta, 0))
   const tier = [...TIERS].reverse().find((step) => points >= step.threshold)!.name
   return { userId, points, tier, tiers: TIERS, history }
+}
+
+/** Each upstream's body for a user at a payload scale: what its mock serves, and what tests and benchmarks feed the merge. */
+export const BODY_GENERATORS: Record<UpstreamName, (userId: string, scale: number) => unknown> = {
+  profile: (userId) => profileFor(userId),
+  orders: ordersFor,
+  recommendations: recommendationsFor,
+  inventory: inventoryFor,
+  loyalty: loyaltyFor
 }

@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net'
 import { LRUCache } from 'lru-cache'
 import type { UpstreamName } from '../src/lib/upstreams.js'
-import { inventoryFor, loyaltyFor, ordersFor, profileFor, recommendationsFor } from './data.js'
+import { BODY_GENERATORS } from './data.js'
 import { BUILT_IN_DEFAULTS, updateSettings, type MockSettings } from './settings.js'
 
 export interface MockStats {
@@ -26,13 +26,6 @@ export interface MockService {
 }
 
 const RESOURCE_PATH = /^\/users\/([^/]+)(?:\/(orders|recommendations|inventory|loyalty))?$/
-const BODY_GENERATORS: Record<UpstreamName, (userId: string, scale: number) => unknown> = {
-  profile: (userId) => profileFor(userId),
-  orders: ordersFor,
-  recommendations: recommendationsFor,
-  inventory: inventoryFor,
-  loyalty: loyaltyFor
-}
 const MAX_CONTROL_BODY_BYTES = 16 * 1024
 // slow-body mode: this many bytes every interval, so any sensible timeout fires first.
 const TRICKLE_BYTES = 64

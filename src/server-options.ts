@@ -1,18 +1,10 @@
 import { randomUUID } from 'node:crypto'
-import type { Socket } from 'node:net'
-import { LogController, type FastifyHttpOptions, type FastifyReply, type RawRequestDefaultExpression } from 'fastify'
 import type { Server } from 'node:http'
+import type { Socket } from 'node:net'
+import { LogController, type FastifyHttpOptions, type FastifyReply } from 'fastify'
 import type { Config } from './config.js'
-import { errorBody } from './plugins/error-handler.js'
-
-// A caller's request id is reused only if it is short and plain: it goes into logs, upstream headers and JSON bodies.
-const ACCEPTABLE_REQUEST_ID = /^[\w.:-]{1,128}$/
-
-/** The caller's `x-request-id` when it is plain, else a new UUID. */
-export function requestIdFor (request: { headers: RawRequestDefaultExpression['headers'] }): string {
-  const offered = request.headers['x-request-id']
-  return typeof offered === 'string' && ACCEPTABLE_REQUEST_ID.test(offered) ? offered : randomUUID()
-}
+import { errorBody, reasonPhrase } from './lib/error-body.js'
+import { requestIdFor } from './lib/request-id.js'
 
 /** An error answered before any request object exists (by the HTTP parser), in the same JSON shape as every other. */
 function clientErrorResponse (error: NodeJS.ErrnoException): { statusCode: number, code: string, message: string } {
@@ -50,7 +42,7 @@ export function serverOptions (config: Config, { logger = true }: { logger?: boo
       if (error.code === 'ECONNRESET' || socket.destroyed || !socket.writable) return
       const { statusCode, code, message } = clientErrorResponse(error)
       const body = JSON.stringify(errorBody(randomUUID(), statusCode, code, message))
-      socket.end(`HTTP/1.1 ${statusCode} ${errorBody('', statusCode, code, '').error}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
+      socket.end(`HTTP/1.1 ${statusCode} ${reasonPhrase(statusCode)}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
     },
     return503OnClosing: true,
     forceCloseConnections: 'idle'

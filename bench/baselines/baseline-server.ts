@@ -3,15 +3,31 @@ import { mergeSections, type MergeInput } from '../../src/lib/merge/merge-sectio
 import { UPSTREAM_NAMES, UPSTREAMS, upstreamVariable, type UpstreamName } from '../../src/lib/upstreams.js'
 
 // What a first version of the gateway might look like, for the benchmarks to compare against: node:http, the global
-// fetch, no deadline, no timeouts, no bulkhead, no fallbacks, the merge inline on the event loop. Only how the five
-// calls are made differs between the baselines.
+// fetch (undici Pools for the floor), no deadline, no timeouts, no bulkhead, no fallbacks, the merge inline on the
+// event loop. Only how the five calls are made differs between the baselines.
 
 export type FetchAll = (bodyOf: (name: UpstreamName) => Promise<Uint8Array>) => Promise<Record<UpstreamName, Uint8Array>>
+/** The five calls at once with Promise.all: as fast as the slowest upstream, and exactly as slow. */
+export const allAtOnce: FetchAll = async (bodyOf) => {
+  const bodies = await Promise.all(UPSTREAM_NAMES.map((name) => bodyOf(name)))
+  return Object.fromEntries(UPSTREAM_NAMES.map((name, index) => [name, bodies[index]])) as Record<UpstreamName, Uint8Array>
+}
+
+/** How one upstream's body is fetched: the global fetch by default; the floor passes an undici Pool. */
+export type BodyOf = (name: UpstreamName, userId: string) => Promise<Uint8Array>
+
+/** Where each upstream is, from the same variables the gateway reads. */
+export const upstreamOrigin = (name: UpstreamName) => process.env[upstreamVariable(name, 'URL')] ?? `http://127.0.0.1:${UPSTREAMS[name].defaultPort}`
+
+async function fetchBody (name: UpstreamName, userId: string): Promise<Uint8Array> {
+  const upstream = await fetch(`${upstreamOrigin(name)}${UPSTREAMS[name].pathFor(userId)}`)
+  if (!upstream.ok) throw new Error(`${name}: HTTP ${upstream.status}`)
+  return new Uint8Array(await upstream.arrayBuffer())
+}
 
 const USER_PATH = /^\/aggregate\/([A-Za-z0-9_-]{1,64})$/
 
-export function startBaseline (fetchAll: FetchAll): void {
-  const origin = (name: UpstreamName) => process.env[upstreamVariable(name, 'URL')] ?? `http://127.0.0.1:${UPSTREAMS[name].defaultPort}`
+export function startBaseline (fetchAll: FetchAll, { bodyOf = fetchBody, onClose = async () => {} }: { bodyOf?: BodyOf, onClose?: () => Promise<unknown> } = {}): void {
   const server = createServer(async (request, response) => {
     if (request.url === '/health') {
       response.end('{"status":"ok"}')
@@ -25,11 +41,7 @@ export function startBaseline (fetchAll: FetchAll): void {
     }
     const userId = match[1]!
     try {
-      const bodies = await fetchAll(async (name) => {
-        const upstream = await fetch(`${origin(name)}${UPSTREAMS[name].pathFor(userId)}`)
-        if (!upstream.ok) throw new Error(`${name}: HTTP ${upstream.status}`)
-        return new Uint8Array(await upstream.arrayBuffer())
-      })
+      const bodies = await fetchAll((name) => bodyOf(name, userId))
       const input: MergeInput = {
         userId,
         topK: 10,
@@ -45,5 +57,9 @@ export function startBaseline (fetchAll: FetchAll): void {
   })
   server.keepAliveTimeout = 72_000
   server.listen(Number(process.env.PORT ?? 3101), '127.0.0.1')
-  process.once('SIGTERM', () => { server.close(); server.closeAllConnections(); process.exit(0) })
+  process.once('SIGTERM', () => {
+    server.close()
+    server.closeAllConnections()
+    onClose().finally(() => process.exit(0))
+  })
 }

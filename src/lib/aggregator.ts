@@ -183,14 +183,7 @@ export function createAggregator (options: AggregatorOptions) {
    * fallback: the request answers 200 partial instead of wasting the fan-out it already paid for.
    */
   function degradedMerge (userId: string, required: Partial<Record<UpstreamName, Uint8Array>>): MergeResult {
-    const sections = {} as Record<UpstreamName, SectionInput>
-    for (const name of UPSTREAM_NAMES) {
-      const section: SectionInput = { otherwise: fallbackSteps(fallbacks[name]).otherwise }
-      const body = required[name]
-      if (body) section.fresh = body
-      sections[name] = section
-    }
-    return mergeSections({ userId, topK, sections, maxBodyElements })
+    return mergeSections(mergeInput(userId, required, () => false))
   }
 
   async function aggregate (userId: string, { signal, requestId, queuedMs = 0 }: { signal: AbortSignal, requestId: string, queuedMs?: number }): Promise<AggregateOutcome> {

@@ -14,13 +14,13 @@ export interface UpstreamDefinition {
   readonly pathFor: (userId: string) => string
   readonly defaultPort: number
   /**
-   * Largest body accepted by default: several times the body at payload scale 10 (test/lib/merge-sections.test.ts),
+   * Largest body accepted by default: at least 3× the body at payload scale 10 (test/lib/json-budget.test.ts),
    * so a heavy user passes and a hostile or runaway body is cut off by undici before it is buffered whole.
    */
   readonly defaultMaxBodyBytes: number
   /**
-   * Most JSON values (containers and elements) a body may hold, checked on the raw bytes before it is parsed: about
-   * 8× a body at payload scale 10, so a body of a million tiny arrays costs a scan, not a parse (src/lib/merge/json-budget.ts).
+   * Most JSON values (containers and elements) a body may hold, checked on the raw bytes before it is parsed: at least
+   * 3× a body at payload scale 10 (test/lib/json-budget.test.ts), so a body of a million tiny arrays costs a scan, not a parse (src/lib/merge/json-budget.ts).
    */
   readonly defaultMaxBodyElements: number
 }

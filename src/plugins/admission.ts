@@ -2,21 +2,22 @@ import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import fp from 'fastify-plugin'
 import { AGGREGATE_REQUEST_CHANNEL, type AggregateRequestMessage } from '../lib/aggregator.js'
-import { createAdmission, type AdmissionStats, type ShedReason } from '../lib/overload/admission.js'
-import { requestIdFor } from '../server-options.js'
-import { errorBody } from './error-handler.js'
+import { createAdmission, type ShedReason } from '../lib/overload/admission.js'
+import { errorBody } from '../lib/error-body.js'
+import { requestIdFor } from '../lib/request-id.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
     admission: {
       /** How long this request waited in the admission queue, in ms (0 when admitted at once or not gated). */
       queuedMs (request: IncomingMessage): number
-      stats (): AdmissionStats | null
     }
   }
 }
 
 const AGGREGATE_PATH = '/aggregate/'
+// As `aggregate_load_shed_total{reason}` names them, beside under-pressure's and the merge queue's reasons.
+const SHED_METRIC_REASONS: Record<ShedReason, string> = { 'queue-full': 'admission_queue_full', 'queue-timeout': 'admission_queue_timeout' }
 const SHED_MESSAGES: Record<ShedReason, string> = {
   'queue-full': 'The gateway is at its concurrency limit and its queue is full; retry later',
   'queue-timeout': 'The request waited too long for a slot; retry later'
@@ -38,16 +39,13 @@ export default fp(async function admission (fastify) {
   const queued = new WeakMap<IncomingMessage, number>()
   const controller = settings.enabled ? createAdmission(settings) : null
 
-  fastify.decorate('admission', {
-    queuedMs: (request: IncomingMessage) => queued.get(request) ?? 0,
-    stats: () => controller?.stats() ?? null
-  })
+  fastify.decorate('admission', { queuedMs: (request: IncomingMessage) => queued.get(request) ?? 0 })
   fastify.telemetry.setAdmissionStateSource(() => controller?.stats() ?? null)
 
   const shedSinceSummary: Record<ShedReason, number> = { 'queue-full': 0, 'queue-timeout': 0 }
   function shed (request: IncomingMessage, response: ServerResponse, reason: ShedReason) {
     shedSinceSummary[reason]++
-    fastify.telemetry.recordShed(reason === 'queue-full' ? 'admission_queue_full' : 'admission_queue_timeout')
+    fastify.telemetry.recordShed(SHED_METRIC_REASONS[reason])
     writeError(request, response, 503, 'AGG_ERR_OVERLOADED', SHED_MESSAGES[reason], ['retry-after', String(retryAfterSeconds)])
   }
 
@@ -84,7 +82,7 @@ export default fp(async function admission (fastify) {
 
   // Own time of every finished aggregate, as the aggregator publishes it: what steers the limit.
   const onAggregate = (message: unknown) => { controller?.recordOwnTime((message as AggregateRequestMessage).ownMs) }
-  subscribe(AGGREGATE_REQUEST_CHANNEL, onAggregate)
+  if (controller !== null) subscribe(AGGREGATE_REQUEST_CHANNEL, onAggregate)
 
   const summary = setInterval(() => {
     const total = shedSinceSummary['queue-full'] + shedSinceSummary['queue-timeout']
@@ -97,7 +95,7 @@ export default fp(async function admission (fastify) {
 
   fastify.addHook('onClose', async () => {
     clearInterval(summary)
-    unsubscribe(AGGREGATE_REQUEST_CHANNEL, onAggregate)
+    if (controller !== null) unsubscribe(AGGREGATE_REQUEST_CHANNEL, onAggregate)
     controller?.stop()
   })
 }, { name: 'admission', dependencies: ['config', 'telemetry'] })

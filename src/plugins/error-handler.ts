@@ -1,34 +1,7 @@
-import { STATUS_CODES } from 'node:http'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
+import { errorBody, ErrorBodySchema } from '../lib/error-body.js'
 import { RouteNotFoundError } from '../lib/errors.js'
-
-export interface ErrorBody {
-  statusCode: number
-  code: string
-  error: string
-  message: string
-  requestId: string
-}
-
-/** The JSON every error response carries; routes reference it as `ErrorBody#` in their response schemas. */
-export const ErrorBodySchema = {
-  $id: 'ErrorBody',
-  type: 'object',
-  required: ['statusCode', 'code', 'error', 'message', 'requestId'],
-  properties: {
-    statusCode: { type: 'integer' },
-    code: { type: 'string' },
-    error: { type: 'string' },
-    message: { type: 'string' },
-    requestId: { type: 'string' }
-  }
-} as const
-
-/** The error body for a request; also used by Fastify's framework-error hook, which runs before any plugin. */
-export function errorBody (requestId: string, statusCode: number, code: string, message: string): ErrorBody {
-  return { statusCode, code, error: STATUS_CODES[statusCode] ?? 'Error', message, requestId }
-}
 
 /**
  * One place turns every error into JSON: validation errors are 400 with the rule that failed, our coded errors keep

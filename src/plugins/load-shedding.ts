@@ -3,13 +3,6 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { OverloadedError } from '../lib/errors.js'
 
-declare module 'fastify' {
-  interface FastifyContextConfig {
-    /** false: the route answers even under pressure (liveness, readiness, observability). */
-    shed?: boolean
-  }
-}
-
 /**
  * The backstop behind admission (src/plugins/admission.ts): while the process is over a hard limit — event-loop delay,
  * event-loop utilisation (per sample interval, not since boot: under-pressure#294), heap or RSS — every request but
@@ -43,4 +36,4 @@ export default fp(async function loadShedding (fastify) {
 }, { name: 'load-shedding', dependencies: ['config', 'telemetry'] })
 
 /** Route config for routes that must answer even under pressure (liveness, readiness): the checks let them through. */
-export const neverShed = { shed: false, pressureHandler: () => undefined }
+export const neverShed = { pressureHandler: () => undefined }

@@ -1,6 +1,7 @@
 import type { FastifyReply } from 'fastify'
 import fp from 'fastify-plugin'
 import type { UpstreamReports } from '../lib/aggregator.js'
+import { UPSTREAM_NAMES } from '../lib/upstreams.js'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -52,8 +53,13 @@ export default fp(async function requestTracing (fastify) {
     if (reports) {
       // A complete answer needs only each upstream's latency, a flat object that is cheap to serialise on the hot
       // path; anything else gets each upstream's full report (status, fallback, HTTP status).
-      if (complete) line.upstreamMs = Object.fromEntries(Object.entries(reports).map(([name, report]) => [name, report.latencyMs]))
-      else line.upstreams = reports
+      if (complete) {
+        const latencies: Record<string, number> = {}
+        for (const name of UPSTREAM_NAMES) latencies[name] = reports[name].latencyMs
+        line.upstreamMs = latencies
+      } else {
+        line.upstreams = reports
+      }
     }
     request.log.info(line, aggregate ? 'aggregate' : 'request')
   })

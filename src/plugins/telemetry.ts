@@ -176,7 +176,6 @@ export default fp(async function telemetry (fastify) {
   new Gauge({ name: 'aggregate_event_loop_delay_p99_seconds', help: '99th percentile event-loop delay over the last second.', registers: [registry], collect () { this.set(eventLoop.delayP99Ms / SECONDS) } }) // eslint-disable-line no-new
 
   const subscribers = new Set<(snapshot: DashboardSnapshot) => void>()
-  let shedTotal = 0
   const shedByReason: Record<string, number> = {}
   // prom-client hashes the label values of every observation; a bound child per label set skips that on the hot path.
   const bound = new Map<string, { observe (value: number): void }>()
@@ -198,7 +197,7 @@ export default fp(async function telemetry (fastify) {
       windowSeconds: liveStats.windowSeconds,
       requests: summary.requests,
       shedRate: summary.shedRate,
-      shedTotal,
+      shedTotal: Object.values(shedByReason).reduce((sum, count) => sum + count, 0),
       upstreams: Object.fromEntries(UPSTREAM_NAMES.map((name) => [name, {
         ...summary.upstreams[name],
         inFlight: states?.[name].inFlight ?? 0,
@@ -283,7 +282,6 @@ export default fp(async function telemetry (fastify) {
     },
     recordShed (reason) {
       shed.inc({ reason })
-      shedTotal++
       shedByReason[reason] = (shedByReason[reason] ?? 0) + 1
       liveStats.recordShed()
     },

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { inventoryFor, loyaltyFor, ordersFor, profileFor, recommendationsFor } from '../../mock-services/data.js'
+import { BODY_GENERATORS } from '../../mock-services/data.js'
 import { createAggregator, type BodyFetcher, type MergeRunner } from '../../src/lib/aggregator.js'
 import { UpstreamCallError } from '../../src/lib/errors.js'
 import { createStaleCache } from '../../src/lib/stale-cache.js'
@@ -7,13 +7,6 @@ import { UPSTREAM_NAMES, UPSTREAMS, type UpstreamName } from '../../src/lib/upst
 import { mergeSections } from '../../src/lib/merge/merge-sections.js'
 
 const encode = (value: unknown) => new TextEncoder().encode(JSON.stringify(value))
-const BODIES: Record<UpstreamName, (userId: string) => unknown> = {
-  profile: profileFor,
-  orders: (userId) => ordersFor(userId, 1),
-  recommendations: (userId) => recommendationsFor(userId, 1),
-  inventory: (userId) => inventoryFor(userId, 1),
-  loyalty: (userId) => loyaltyFor(userId, 1)
-}
 
 /** Fetchers that answer at once from the mocks' data: no sockets, so the test is about the aggregator alone. */
 const fetchers = Object.fromEntries(UPSTREAM_NAMES.map((name): [UpstreamName, BodyFetcher] => [name, {
@@ -21,7 +14,7 @@ const fetchers = Object.fromEntries(UPSTREAM_NAMES.map((name): [UpstreamName, Bo
   // Like the real client: a call with no budget left is a timeout without being made.
   fetchBody: async (userId: string, { budgetMs }: { budgetMs: number }) => {
     if (budgetMs <= 0) throw new UpstreamCallError(name, 'timeout', { reason: 'no time left before the deadline' })
-    return encode(BODIES[name](userId))
+    return encode(BODY_GENERATORS[name](userId, 1))
   }
 }])) as Record<UpstreamName, BodyFetcher>
 
@@ -75,7 +68,7 @@ describe('the aggregator', () => {
   it('does not start a merge once the deadline has passed, and answers with what it has', async () => {
     let merges = 0
     // An upstream that ignores cancellation and answers after the 150 ms deadline.
-    const late: BodyFetcher = { timeoutMs: 200, fetchBody: async (userId) => { await new Promise((resolve) => setTimeout(resolve, 250)); return encode(BODIES.loyalty(userId)) } }
+    const late: BodyFetcher = { timeoutMs: 200, fetchBody: async (userId) => { await new Promise((resolve) => setTimeout(resolve, 250)); return encode(BODY_GENERATORS.loyalty(userId, 1)) } }
     const aggregator = aggregatorWith(() => { merges++; return Promise.reject(new Error('refused: no time left')) }, { loyalty: late })
     const outcome = await aggregator.aggregate('user-5', { signal: new AbortController().signal, requestId: 'test' })
     if (!outcome.ok) throw new Error(`expected a 200 outcome, got ${outcome.error.message}`)

@@ -1,22 +1,21 @@
 import { describe, expect, it } from 'vitest'
-import { inventoryFor, loyaltyFor, ordersFor, profileFor, recommendationsFor } from '../../mock-services/data.js'
-import { DEFAULT_JSON_BUDGET, exceedsJsonBudget } from '../../src/lib/merge/json-budget.js'
-import type { UpstreamName } from '../../src/lib/upstreams.js'
+import { BODY_GENERATORS } from '../../mock-services/data.js'
+import { exceedsJsonBudget, MAX_JSON_DEPTH, type JsonBudget } from '../../src/lib/merge/json-budget.js'
+import { UPSTREAM_NAMES, UPSTREAMS } from '../../src/lib/upstreams.js'
 
 const encode = (text: string) => new TextEncoder().encode(text)
-const GENERATORS: Record<UpstreamName, (userId: string, scale: number) => unknown> = {
-  profile: (userId) => profileFor(userId),
-  orders: ordersFor,
-  recommendations: recommendationsFor,
-  inventory: inventoryFor,
-  loyalty: loyaltyFor
-}
+// The widest budget the gateway uses (recommendations').
+const DEFAULT_JSON_BUDGET: JsonBudget = { maxDepth: MAX_JSON_DEPTH, maxElements: UPSTREAMS.recommendations.defaultMaxBodyElements }
 
 describe('exceedsJsonBudget', () => {
   for (const scale of [1, 10]) {
-    for (const [name, generate] of Object.entries(GENERATORS)) {
-      it(`accepts the normal ${name} body at payload scale ${scale} with the default budget`, () => {
-        expect(exceedsJsonBudget(encode(JSON.stringify(generate('u-1', scale))), DEFAULT_JSON_BUDGET)).toBeNull()
+    for (const name of UPSTREAM_NAMES) {
+      it(`accepts the normal ${name} body at payload scale ${scale} within its registry budgets, bytes and values, with room to spare`, () => {
+        const body = encode(JSON.stringify(BODY_GENERATORS[name]('u-1', scale)))
+        const { defaultMaxBodyBytes, defaultMaxBodyElements } = UPSTREAMS[name]
+        // At least 3× a scale-10 body (src/lib/upstreams.ts): a third of each budget must be enough for it.
+        expect(body.byteLength, `${name} bytes`).toBeLessThan(defaultMaxBodyBytes / 3)
+        expect(exceedsJsonBudget(body, { maxDepth: MAX_JSON_DEPTH, maxElements: Math.floor(defaultMaxBodyElements / 3) }), name).toBeNull()
       })
     }
   }

@@ -15,11 +15,10 @@ export interface JsonBudget {
 }
 
 /**
- * A budget every upstream's normal body fits with a wide margin: at payload scale 10 the deepest body (orders) is 5
- * deep and the largest (recommendations) has 78,002 elements (see bench/json-budget.ts). 8 MB hostile bodies have
- * millions of elements, or millions of levels, and are rejected within the first megabyte.
+ * The nesting every upstream body is held to: at payload scale 10 the deepest (orders) is 5 deep, while a hostile
+ * `[[[[…` nests millions deep. The element budgets are per upstream, in the registry (src/lib/upstreams.ts).
  */
-export const DEFAULT_JSON_BUDGET: Readonly<JsonBudget> = Object.freeze({ maxDepth: 16, maxElements: 250_000 })
+export const MAX_JSON_DEPTH = 16
 
 // Limits are clamped to an int32: comparing the counters with a double (Infinity, 1e9) measured up to twice as slow.
 // The loop compares with literal byte values, not module-level constants, which cost a context load each (measured

@@ -84,13 +84,15 @@ function tryRead<Name extends UpstreamName> (name: Name, body: Uint8Array, maxEl
   }
 }
 
-/** The sections built from the usable payloads; `unusable` names a payload whose section came out non-finite. */
-function buildSections (payloads: Partial<Payloads>, topK: number): { built: Required<AggregateSections>, candidatesScored: number, unusable: UpstreamName | null } {
+type Built = { built: Required<AggregateSections>, candidatesScored: number } | { unusable: UpstreamName }
+
+/** The sections built from the usable payloads, or which payload made its section come out non-finite. */
+function buildSections (payloads: Partial<Payloads>, topK: number): Built {
   const { profile, orders, recommendations, inventory, loyalty } = payloads
   const ordersSummary = orders ? summariseOrders(orders) : EMPTY_ORDERS_SUMMARY
-  if (orders && !allFinite(ordersSummary)) return { built: undefined as never, candidatesScored: 0, unusable: 'orders' }
+  if (orders && !allFinite(ordersSummary)) return { unusable: 'orders' }
   const loyaltySummary = loyalty ? loyaltyProgress(loyalty) : EMPTY_LOYALTY_SUMMARY
-  if (loyalty && !allFinite(loyaltySummary)) return { built: undefined as never, candidatesScored: 0, unusable: 'loyalty' }
+  if (loyalty && !allFinite(loyaltySummary)) return { unusable: 'loyalty' }
   const inventorySummary = inventory ? summariseInventory(inventory) : EMPTY_INVENTORY_SUMMARY
   const rank = (history: OrdersPayload['orders']) => recommendations
     ? rankRecommendations({
@@ -107,12 +109,11 @@ function buildSections (payloads: Partial<Payloads>, topK: number): { built: Req
     // A ranking goes non-finite through the candidates' numbers or the order history they are compared with: the
     // history is to blame when the same candidates rank finitely without it.
     const historyToBlame = orders !== undefined && allFinite(rank([]).ranked)
-    return { built: undefined as never, candidatesScored, unusable: historyToBlame ? 'orders' : 'recommendations' }
+    return { unusable: historyToBlame ? 'orders' : 'recommendations' }
   }
   return {
     built: { profile: profile!, orders: ordersSummary, recommendations: ranked, inventory: inventorySummary, loyalty: loyaltySummary },
-    candidatesScored,
-    unusable: null
+    candidatesScored
   }
 }
 
@@ -165,7 +166,7 @@ export function mergeSections (input: MergeInput): MergeResult {
   // Each round drops one payload whose section overflowed and builds again; a stale value that overflows too is
   // dropped for good. At most two rounds per upstream.
   let result = buildSections(payloads, input.topK)
-  while (result.unusable !== null) {
+  while ('unusable' in result) {
     const name = result.unusable
     if (sources[name] === 'fresh') {
       malformed.push(name)

@@ -1,4 +1,4 @@
-import { exceedsJsonBudget } from './json-budget.js'
+import { exceedsJsonBudget, MAX_JSON_DEPTH } from './json-budget.js'
 
 /**
  * The bodies the gateway expects from each upstream, and their readers. A reader checks the shape it depends on and
@@ -39,16 +39,13 @@ type Json = Record<string, unknown>
 
 const decoder = new TextDecoder('utf-8', { fatal: true })
 
-// Deeper than any payload here needs (5), far shallower than what makes a parse or a reader expensive.
-const MAX_BODY_DEPTH = 16
-
 /**
  * Decodes and parses a body; broken UTF-8 or JSON, or a body over its structural budget (nesting depth, number of
  * values: checked on the bytes before parsing, so a hostile body costs a scan, not a parse), becomes a
  * {@link MalformedPayloadError}.
  */
 export function parseJson (body: Uint8Array, maxElements = Number.POSITIVE_INFINITY): unknown {
-  const overBudget = exceedsJsonBudget(body, { maxDepth: MAX_BODY_DEPTH, maxElements })
+  const overBudget = exceedsJsonBudget(body, { maxDepth: MAX_JSON_DEPTH, maxElements })
   if (overBudget !== null) throw new MalformedPayloadError(overBudget)
   try {
     return JSON.parse(decoder.decode(body))
