@@ -29,12 +29,14 @@ const jsonBody = (response: string) => JSON.parse(response.slice(response.indexO
 describe('admission of a burst', () => {
   let gateway: TestGateway
   beforeAll(async () => {
-    gateway = await buildGateway({ ...upstreams.env, ADMISSION_INITIAL_LIMIT: '10', ADMISSION_MIN_LIMIT: '10', ADMISSION_MAX_LIMIT: '10', ADMISSION_MAX_QUEUE: '20', AGGREGATE_DEADLINE_MS: '2000', ...Object.fromEntries(UPSTREAM_NAMES.map((name) => [`UPSTREAM_${name.toUpperCase()}_TIMEOUT_MS`, '1500'])) }, { listen: true })
+    gateway = await buildGateway({ ...upstreams.env, ADMISSION_INITIAL_LIMIT: '10', ADMISSION_MIN_LIMIT: '10', ADMISSION_MAX_LIMIT: '10', ADMISSION_MAX_QUEUE: '20', AGGREGATE_DEADLINE_MS: '5000', ...Object.fromEntries(UPSTREAM_NAMES.map((name) => [`UPSTREAM_${name.toUpperCase()}_TIMEOUT_MS`, '4000'])) }, { listen: true })
   })
   afterAll(async () => { await gateway?.close() })
 
   it('turns the excess away at once with a cheap 503, and every fan-out it starts ends in a 200', async () => {
-    for (const name of UPSTREAM_NAMES) await upstreams.mocks[name].set({ latencyMs: 30 })
+    // Upstreams slow enough that the ten admitted requests hold their slots while the rest arrive, however slowly a
+    // busy machine sends them: the queued ones wait out their 100 ms and the rest find the queue full.
+    for (const name of UPSTREAM_NAMES) await upstreams.mocks[name].set({ latencyMs: 1000 })
     const responses = await Promise.all(Array.from({ length: 100 }, async (_, index) => {
       const response = await fetch(`${gateway.origin}/aggregate/user-${index}`, { headers: { 'x-request-id': `burst-${index}` } })
       return { status: response.status, headers: response.headers, body: await response.json() as Record<string, unknown> }
