@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks'
 import { BODY_GENERATORS } from '../mock-services/data.js'
 import { exceedsJsonBudget, MAX_JSON_DEPTH, type JsonBudget } from '../src/lib/merge/json-budget.js'
-import { UPSTREAM_NAMES, UPSTREAMS } from '../src/lib/upstreams.js'
+import { UPSTREAM_NAMES, UPSTREAMS } from '../src/lib/contract/upstreams.js'
 
 // The widest budget the gateway uses (recommendations'): the one a hostile body has most room in.
 const DEFAULT_JSON_BUDGET: JsonBudget = { maxDepth: MAX_JSON_DEPTH, maxElements: UPSTREAMS.recommendations.defaultMaxBodyElements }

@@ -4,8 +4,8 @@ import { fileURLToPath } from 'node:url'
 import { Piscina } from 'piscina'
 import { inventoryFor, loyaltyFor, ordersFor, profileFor, recommendationsFor } from '../mock-services/data.js'
 import { mergeSections, type MergeInput } from '../src/lib/merge/merge-sections.js'
-import { parseJson } from '../src/lib/merge/payloads.js'
-import { UPSTREAM_NAMES, type UpstreamName } from '../src/lib/upstreams.js'
+import { parseJson } from '../src/lib/contract/payloads.js'
+import { UPSTREAM_NAMES, type UpstreamName } from '../src/lib/contract/upstreams.js'
 import type { MergeTaskResult } from '../src/workers/merge-worker.js'
 
 // Where should the merge run? For each payload scale, how much event-loop time one request's merge costs:

@@ -1,7 +1,7 @@
 import { fileURLToPath } from 'node:url'
 import { setTimeout as sleep } from 'node:timers/promises'
 import autocannon from 'autocannon'
-import { UPSTREAM_NAMES, upstreamVariable } from '../src/lib/upstreams.js'
+import { UPSTREAM_NAMES, upstreamVariable } from '../src/lib/contract/upstreams.js'
 import { SCRIPTS, startService, type Service } from './lib/processes.js'
 
 // CPU per rejected request: `npm run build && node dist/bench/rejection-cost.js`. A gateway whose admission limit

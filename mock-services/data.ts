@@ -1,9 +1,9 @@
-import { EMBEDDING_DIMENSIONS, productEmbedding } from '../src/lib/product-embedding.js'
-import { hashString, seededRandom } from '../src/lib/seeded-random.js'
+import { EMBEDDING_DIMENSIONS, productEmbedding } from '../src/lib/contract/product-embedding.js'
+import { hashString, seededRandom } from '../src/lib/contract/seeded-random.js'
 import type {
   InventoryPayload, LoyaltyPayload, Order, OrdersPayload, ProfilePayload, RecommendationsPayload
-} from '../src/lib/merge/payloads.js'
-import type { UpstreamName } from '../src/lib/upstreams.js'
+} from '../src/lib/contract/payloads.js'
+import type { UpstreamName } from '../src/lib/contract/upstreams.js'
 
 // Deterministic data for the mock upstreams: everything is derived from the user id (and the payload scale), so the
 // same request always gets the same body and the recommendations and inventory services agree on which products exist.

@@ -1,4 +1,4 @@
-import { UPSTREAM_NAMES, UPSTREAMS, type UpstreamName } from '../src/lib/upstreams.js'
+import { UPSTREAM_NAMES, UPSTREAMS, type UpstreamName } from '../src/lib/contract/upstreams.js'
 import { createMockService } from './mock-service.js'
 import { settingsFromEnvironment } from './settings.js'
 

@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { LRUCache } from 'lru-cache'
-import type { UpstreamName } from '../src/lib/upstreams.js'
+import type { UpstreamName } from '../src/lib/contract/upstreams.js'
 import { BODY_GENERATORS } from './data.js'
 import { BUILT_IN_DEFAULTS, updateSettings, type MockSettings } from './settings.js'
 

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { UPSTREAM_NAMES, UPSTREAMS, upstreamVariable, type UpstreamName } from '../src/lib/upstreams.js'
+import { UPSTREAM_NAMES, UPSTREAMS, upstreamVariable, type UpstreamName } from '../src/lib/contract/upstreams.js'
 import { waitUntilHealthy } from './wait-until-healthy.js'
 
 // `npm start`: the five mock upstreams and the gateway, each its own process, started in order and stopped together.

@@ -1,8 +1,8 @@
 import { availableParallelism } from 'node:os'
 import { getHeapStatistics } from 'node:v8'
 import envSchema from 'env-schema'
-import { FALLBACK_POLICIES, type FallbackPolicy } from './lib/fallback-policy.js'
-import { UPSTREAM_NAMES, UPSTREAMS, upstreamVariable, type UpstreamName } from './lib/upstreams.js'
+import { FALLBACK_POLICIES, type FallbackPolicy } from './lib/aggregate/fallback-policy.js'
+import { UPSTREAM_NAMES, UPSTREAMS, upstreamVariable, type UpstreamName } from './lib/contract/upstreams.js'
 
 export interface UpstreamConfig {
   readonly name: UpstreamName

@@ -3,8 +3,8 @@ import type { Server } from 'node:http'
 import type { Socket } from 'node:net'
 import { LogController, type FastifyHttpOptions, type FastifyReply } from 'fastify'
 import type { Config } from './config.js'
-import { errorBody, reasonPhrase } from './lib/error-body.js'
-import { requestIdFor } from './lib/request-id.js'
+import { errorBody, reasonPhrase } from './lib/contract/error-body.js'
+import { requestIdFor } from './lib/contract/request-id.js'
 
 /** An error answered before any request object exists (by the HTTP parser), in the same JSON shape as every other. */
 function clientErrorResponse (error: NodeJS.ErrnoException): { statusCode: number, code: string, message: string } {

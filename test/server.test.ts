@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
-import { UPSTREAM_NAMES } from '../src/lib/upstreams.js'
+import { UPSTREAM_NAMES } from '../src/lib/contract/upstreams.js'
 import { eventually, startMockUpstreams, type MockUpstreams } from './helpers/mock-upstreams.js'
 
 let upstreams: MockUpstreams

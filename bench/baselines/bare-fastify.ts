@@ -1,8 +1,8 @@
 import Fastify from 'fastify'
 import { inventoryFor, loyaltyFor, ordersFor, profileFor, recommendationsFor } from '../../mock-services/data.js'
 import { mergeSections, type MergeInput } from '../../src/lib/merge/merge-sections.js'
-import { UPSTREAM_NAMES } from '../../src/lib/upstreams.js'
-import { AggregateBodySchema } from '../../src/routes/aggregate-schemas.js'
+import { UPSTREAM_NAMES } from '../../src/lib/contract/upstreams.js'
+import { AggregateBodySchema } from '../../src/lib/contract/response.js'
 
 // The ceiling for gateway overhead: a bare Fastify route that answers the same body through the same response schema,
 // with no upstream calls and no merge (the body is computed once, at start).

@@ -1,6 +1,6 @@
 import { createServer } from 'node:http'
 import { mergeSections, type MergeInput } from '../../src/lib/merge/merge-sections.js'
-import { UPSTREAM_NAMES, UPSTREAMS, upstreamVariable, type UpstreamName } from '../../src/lib/upstreams.js'
+import { UPSTREAM_NAMES, UPSTREAMS, upstreamVariable, type UpstreamName } from '../../src/lib/contract/upstreams.js'
 
 // What a first version of the gateway might look like, for the benchmarks to compare against: node:http, the global
 // fetch (undici Pools for the floor), no deadline, no timeouts, no bulkhead, no fallbacks, the merge inline on the

@@ -1,5 +1,5 @@
 import { Pool } from 'undici'
-import { UPSTREAM_NAMES, UPSTREAMS, type UpstreamName } from '../../src/lib/upstreams.js'
+import { UPSTREAM_NAMES, UPSTREAMS, type UpstreamName } from '../../src/lib/contract/upstreams.js'
 import { allAtOnce, startBaseline, upstreamOrigin } from './baseline-server.js'
 
 // The floor: the least an aggregator can do and still do the gateway's work. node:http, one undici Pool per upstream

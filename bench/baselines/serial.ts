@@ -1,4 +1,4 @@
-import { UPSTREAM_NAMES, type UpstreamName } from '../../src/lib/upstreams.js'
+import { UPSTREAM_NAMES, type UpstreamName } from '../../src/lib/contract/upstreams.js'
 import { startBaseline } from './baseline-server.js'
 
 // Serial: awaits each upstream in turn, so a response takes the sum of the five latencies.

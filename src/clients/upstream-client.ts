@@ -1,8 +1,8 @@
 import { Pool } from 'undici'
 import type { UpstreamConfig } from '../config.js'
-import { BulkheadRejectedError, createBulkhead, type BulkheadState } from '../lib/bulkhead.js'
-import { UpstreamCallError } from '../lib/errors.js'
-import { UPSTREAMS, type UpstreamName } from '../lib/upstreams.js'
+import { BulkheadRejectedError, createBulkhead, type BulkheadState } from '../lib/resilience/bulkhead.js'
+import { UpstreamCallError } from '../errors.js'
+import { UPSTREAMS, type UpstreamName } from '../lib/contract/upstreams.js'
 import { guardedConnect } from './response-header-guard.js'
 
 export interface FetchOptions {

@@ -1,10 +1,10 @@
 import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import fp from 'fastify-plugin'
-import { AGGREGATE_REQUEST_CHANNEL, type AggregateRequestMessage } from '../lib/aggregator.js'
+import { AGGREGATE_REQUEST_CHANNEL, type AggregateRequestMessage } from '../lib/aggregate/aggregator.js'
 import { createAdmission, type ShedReason } from '../lib/overload/admission.js'
-import { errorBody } from '../lib/error-body.js'
-import { requestIdFor } from '../lib/request-id.js'
+import { errorBody } from '../lib/contract/error-body.js'
+import { requestIdFor } from '../lib/contract/request-id.js'
 
 declare module 'fastify' {
   interface FastifyInstance {

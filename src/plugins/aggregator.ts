@@ -1,8 +1,8 @@
 import fp from 'fastify-plugin'
-import { createAggregator, type Aggregator } from '../lib/aggregator.js'
-import { createStaleCache } from '../lib/stale-cache.js'
-import { UPSTREAM_NAMES, type UpstreamName } from '../lib/upstreams.js'
-import type { FallbackPolicy } from '../lib/fallback-policy.js'
+import { createAggregator, type Aggregator } from '../lib/aggregate/aggregator.js'
+import { createStaleCache } from '../lib/resilience/stale-cache.js'
+import { UPSTREAM_NAMES, type UpstreamName } from '../lib/contract/upstreams.js'
+import type { FallbackPolicy } from '../lib/aggregate/fallback-policy.js'
 
 declare module 'fastify' {
   interface FastifyInstance {

@@ -1,7 +1,7 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { errorBody, ErrorBodySchema } from '../lib/error-body.js'
-import { RouteNotFoundError } from '../lib/errors.js'
+import { errorBody, ErrorBodySchema } from '../lib/contract/error-body.js'
+import { RouteNotFoundError } from '../errors.js'
 
 /**
  * One place turns every error into JSON: validation errors are 400 with the rule that failed, our coded errors keep

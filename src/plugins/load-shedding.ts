@@ -1,7 +1,7 @@
 import underPressure, { type FastifyUnderPressureOptions } from '@fastify/under-pressure'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { OverloadedError } from '../lib/errors.js'
+import { OverloadedError } from '../errors.js'
 
 /**
  * The backstop behind admission (src/plugins/admission.ts): while the process is over a hard limit — event-loop delay,

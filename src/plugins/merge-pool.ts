@@ -1,12 +1,12 @@
 import { fileURLToPath } from 'node:url'
 import fp from 'fastify-plugin'
 import { Piscina } from 'piscina'
-import type { MergeRunner } from '../lib/aggregator.js'
-import { BulkheadRejectedError, createBulkhead } from '../lib/bulkhead.js'
-import { MergeQueueFullError, MergeQueueTimeoutError } from '../lib/errors.js'
+import type { MergeRunner } from '../lib/aggregate/aggregator.js'
+import { BulkheadRejectedError, createBulkhead } from '../lib/resilience/bulkhead.js'
+import { MergeQueueFullError, MergeQueueTimeoutError } from '../errors.js'
 import { countMergeWork, MERGE_WORK_COUNTERS, mergeSections, type MergeInput, type MergeResult } from '../lib/merge/merge-sections.js'
-import { sharedCounters } from '../lib/shared-counters.js'
-import { UPSTREAM_NAMES } from '../lib/upstreams.js'
+import { sharedCounters } from '../workers/shared-counters.js'
+import { UPSTREAM_NAMES } from '../lib/contract/upstreams.js'
 import type { MergeTaskResult } from '../workers/merge-worker.js'
 
 export interface MergePool {

@@ -1,7 +1,7 @@
 import type { FastifyReply } from 'fastify'
 import fp from 'fastify-plugin'
-import type { UpstreamReports } from '../lib/aggregator.js'
-import { UPSTREAM_NAMES } from '../lib/upstreams.js'
+import type { UpstreamReports } from '../lib/aggregate/aggregator.js'
+import { UPSTREAM_NAMES } from '../lib/contract/upstreams.js'
 
 declare module 'fastify' {
   interface FastifyContextConfig {

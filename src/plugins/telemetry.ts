@@ -1,11 +1,11 @@
 import { performance } from 'node:perf_hooks'
 import fp from 'fastify-plugin'
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
-import { sampleEventLoopLag } from '../lib/event-loop-lag.js'
-import { createLiveStats, type StreamStats } from '../lib/live-stats.js'
+import { sampleEventLoopLag } from '../lib/overload/event-loop-sampler.js'
+import { createLiveStats, type StreamStats } from '../lib/telemetry/live-stats.js'
 import type { MERGE_WORK_COUNTERS } from '../lib/merge/merge-sections.js'
 import type { AdmissionStats } from '../lib/overload/admission.js'
-import { UPSTREAM_NAMES, type UpstreamName } from '../lib/upstreams.js'
+import { UPSTREAM_NAMES, type UpstreamName } from '../lib/contract/upstreams.js'
 import { isComplete } from './request-tracing.js'
 
 /** What an upstream client can report about itself at any moment. */

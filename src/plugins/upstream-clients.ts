@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin'
 import { createUpstreamClient, type UpstreamClient } from '../clients/upstream-client.js'
-import { UPSTREAM_NAMES, type UpstreamName } from '../lib/upstreams.js'
+import { UPSTREAM_NAMES, type UpstreamName } from '../lib/contract/upstreams.js'
 import type { UpstreamState } from './telemetry.js'
 
 declare module 'fastify' {

@@ -1,5 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify'
-import { AggregateBodySchema, AggregateParamsSchema, AggregateQuerystringSchema } from './aggregate-schemas.js'
+import { AggregateBodySchema, AggregateParamsSchema, AggregateQuerystringSchema } from '../lib/contract/response.js'
 
 // Behind the deadline, a last bound on the whole handler: a merge already running is allowed this long to finish.
 const HANDLER_GRACE_MS = 1000

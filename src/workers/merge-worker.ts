@@ -1,6 +1,6 @@
 import { move, transferableSymbol, valueSymbol, workerData } from 'piscina'
 import { countMergeWork, MERGE_WORK_COUNTERS, mergeSections, type MergeInput, type MergeResult } from '../lib/merge/merge-sections.js'
-import { sharedCounters } from '../lib/shared-counters.js'
+import { sharedCounters } from './shared-counters.js'
 
 export interface MergeTaskResult {
   result: MergeResult

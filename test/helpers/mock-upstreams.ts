@@ -1,7 +1,7 @@
 import { createMockService } from '../../mock-services/mock-service.js'
 import type { MockSettings } from '../../mock-services/settings.js'
 import type { MockStats } from '../../mock-services/mock-service.js'
-import { UPSTREAM_NAMES, upstreamVariable, type UpstreamName } from '../../src/lib/upstreams.js'
+import { UPSTREAM_NAMES, upstreamVariable, type UpstreamName } from '../../src/lib/contract/upstreams.js'
 
 export interface MockHandle {
   url: string

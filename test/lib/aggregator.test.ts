@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest'
 import { BODY_GENERATORS } from '../../mock-services/data.js'
-import { createAggregator, type BodyFetcher, type MergeRunner } from '../../src/lib/aggregator.js'
-import { UpstreamCallError } from '../../src/lib/errors.js'
-import { createStaleCache } from '../../src/lib/stale-cache.js'
-import { UPSTREAM_NAMES, UPSTREAMS, type UpstreamName } from '../../src/lib/upstreams.js'
+import { createAggregator, type BodyFetcher, type MergeRunner } from '../../src/lib/aggregate/aggregator.js'
+import { UpstreamCallError } from '../../src/errors.js'
+import { createStaleCache } from '../../src/lib/resilience/stale-cache.js'
+import { UPSTREAM_NAMES, UPSTREAMS, type UpstreamName } from '../../src/lib/contract/upstreams.js'
 import { mergeSections } from '../../src/lib/merge/merge-sections.js'
 
 const encode = (value: unknown) => new TextEncoder().encode(JSON.stringify(value))

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { inventoryFor, loyaltyFor, ordersFor, profileFor, recommendationsFor } from '../../mock-services/data.js'
 import { mergeSections, type MergeInput, type SectionInput } from '../../src/lib/merge/merge-sections.js'
-import { UPSTREAM_NAMES, type UpstreamName } from '../../src/lib/upstreams.js'
+import { UPSTREAM_NAMES, type UpstreamName } from '../../src/lib/contract/upstreams.js'
 
 const encode = (value: unknown) => new TextEncoder().encode(JSON.stringify(value))
 

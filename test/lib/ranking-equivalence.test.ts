@@ -6,10 +6,10 @@ import { summariseOrders } from '../../src/lib/merge/order-statistics.js'
 import {
   parseJson, readInventory, readLoyalty, readOrders, readProfile, readRecommendations,
   type Candidate, type InventoryPayload, type Order, type OrdersPayload
-} from '../../src/lib/merge/payloads.js'
+} from '../../src/lib/contract/payloads.js'
 import { rankRecommendations, type RankingInput } from '../../src/lib/merge/ranking.js'
-import { EMBEDDING_DIMENSIONS, productEmbedding } from '../../src/lib/product-embedding.js'
-import { UPSTREAM_NAMES, type UpstreamName } from '../../src/lib/upstreams.js'
+import { EMBEDDING_DIMENSIONS, productEmbedding } from '../../src/lib/contract/product-embedding.js'
+import { UPSTREAM_NAMES, type UpstreamName } from '../../src/lib/contract/upstreams.js'
 import { loyaltyProgress as referenceLoyaltyProgress } from '../fixtures/reference-loyalty-progress.js'
 import { referenceMergeSections } from '../fixtures/reference-merge-sections.js'
 import { summariseOrders as referenceSummariseOrders } from '../fixtures/reference-order-statistics.js'

@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os'
 import { Piscina } from 'piscina'
 import { describe, expect, it } from 'vitest'
-import { sharedCounters } from '../../src/lib/shared-counters.js'
+import { sharedCounters } from '../../src/workers/shared-counters.js'
 import type { HammerTask } from '../fixtures/counter-hammer.js'
 
 const THREADS = Math.max(4, availableParallelism())

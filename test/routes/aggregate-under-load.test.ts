@@ -1,6 +1,6 @@
 import { request as httpRequest } from 'node:http'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
-import { UPSTREAM_NAMES } from '../../src/lib/upstreams.js'
+import { UPSTREAM_NAMES } from '../../src/lib/contract/upstreams.js'
 import { buildGateway } from '../helpers/build-gateway.js'
 import { eventually, startMockUpstreams, type MockUpstreams } from '../helpers/mock-upstreams.js'
 

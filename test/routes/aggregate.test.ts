@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
-import { UPSTREAM_NAMES } from '../../src/lib/upstreams.js'
+import { UPSTREAM_NAMES } from '../../src/lib/contract/upstreams.js'
 import { buildGateway, rawGet, type TestGateway } from '../helpers/build-gateway.js'
 import { eventually, startMockUpstreams, type MockUpstreams } from '../helpers/mock-upstreams.js'
 

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
-import { UPSTREAM_NAMES } from '../../src/lib/upstreams.js'
+import { UPSTREAM_NAMES } from '../../src/lib/contract/upstreams.js'
 import { buildGateway, type TestGateway } from '../helpers/build-gateway.js'
 import { startMockUpstreams, type MockUpstreams } from '../helpers/mock-upstreams.js'
 

@@ -1,4 +1,4 @@
-import type { InventoryPayload } from './payloads.js'
+import type { InventoryPayload } from '../contract/payloads.js'
 
 export interface InventorySummary {
   region: string | null

@@ -1,4 +1,4 @@
-import type { LoyaltyEvent, LoyaltyPayload } from './payloads.js'
+import type { LoyaltyEvent, LoyaltyPayload } from '../contract/payloads.js'
 
 export interface LoyaltySummary {
   points: number

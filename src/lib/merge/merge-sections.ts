@@ -1,11 +1,11 @@
-import { UPSTREAM_NAMES, UPSTREAMS, type UpstreamName } from '../upstreams.js'
+import { UPSTREAM_NAMES, UPSTREAMS, type UpstreamName } from '../contract/upstreams.js'
 import { EMPTY_INVENTORY_SUMMARY, summariseInventory, type InventorySummary } from './inventory-summary.js'
 import { EMPTY_LOYALTY_SUMMARY, loyaltyProgress, type LoyaltySummary } from './loyalty-progress.js'
 import { EMPTY_ORDERS_SUMMARY, summariseOrders, type OrdersSummary } from './order-statistics.js'
 import {
   parseJson, readInventory, readLoyalty, readOrders, readProfile, readRecommendations,
   type InventoryPayload, type LoyaltyPayload, type OrdersPayload, type ProfilePayload, type RecommendationsPayload
-} from './payloads.js'
+} from '../contract/payloads.js'
 import { rankRecommendations, type RankedRecommendation } from './ranking.js'
 
 /** Where a section of the response came from. */

@@ -1,4 +1,4 @@
-import type { OrdersPayload } from './payloads.js'
+import type { OrdersPayload } from '../contract/payloads.js'
 
 export interface OrdersSummary {
   count: number

@@ -1,5 +1,5 @@
-import { EMBEDDING_DIMENSIONS, productEmbedding } from '../product-embedding.js'
-import type { Candidate, Order, StockLevel } from './payloads.js'
+import { EMBEDDING_DIMENSIONS, productEmbedding } from '../contract/product-embedding.js'
+import type { Candidate, Order, StockLevel } from '../contract/payloads.js'
 
 export interface RankedRecommendation {
   productId: string

@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache'
-import type { UpstreamName } from './upstreams.js'
+import type { UpstreamName } from '../contract/upstreams.js'
 
 /**
  * The last good body of each (upstream, user), kept so a failing optional upstream can be answered with its last

@@ -1,4 +1,4 @@
-import { exceedsJsonBudget, MAX_JSON_DEPTH } from './json-budget.js'
+import { exceedsJsonBudget, MAX_JSON_DEPTH } from '../merge/json-budget.js'
 
 /**
  * The bodies the gateway expects from each upstream, and their readers. A reader checks the shape it depends on and

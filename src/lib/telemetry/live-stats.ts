@@ -1,5 +1,5 @@
-import type { UpstreamReports, UpstreamStatus } from './aggregator.js'
-import { UPSTREAM_NAMES, type UpstreamName } from './upstreams.js'
+import type { UpstreamReports, UpstreamStatus } from '../aggregate/aggregator.js'
+import { UPSTREAM_NAMES, type UpstreamName } from '../contract/upstreams.js'
 
 // Rolling statistics for the live dashboard, in the manner of Hystrix's rolling windows: a ring of quarter-second
 // buckets; rates and percentiles over the last few seconds; health from the last second, so a failing upstream shows

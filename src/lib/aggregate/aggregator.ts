@@ -1,12 +1,12 @@
 import { channel } from 'node:diagnostics_channel'
-import { callBudgetMs, startDeadline, type Deadline } from './deadline.js'
+import { callBudgetMs, startDeadline, type Deadline } from '../resilience/deadline.js'
 import {
   RequiredUpstreamBusyError, RequiredUpstreamFailedError, RequiredUpstreamTimeoutError, UpstreamCallError, UserNotFoundError
-} from './errors.js'
+} from '../../errors.js'
 import { fallbackSteps, type FallbackPolicy } from './fallback-policy.js'
-import { mergeSections, type AggregateSections, type MergeInput, type MergeResult, type SectionInput } from './merge/merge-sections.js'
-import type { StaleCache } from './stale-cache.js'
-import { UPSTREAM_NAMES, UPSTREAMS, type UpstreamName } from './upstreams.js'
+import { mergeSections, type AggregateSections, type MergeInput, type MergeResult, type SectionInput } from '../merge/merge-sections.js'
+import type { StaleCache } from '../resilience/stale-cache.js'
+import { UPSTREAM_NAMES, UPSTREAMS, type UpstreamName } from '../contract/upstreams.js'
 
 /**
  * What happened to one upstream in one request, as the response's `meta` reports it. `merge-failed`: the call

@@ -1,5 +1,5 @@
 import createError from '@fastify/error'
-import type { UpstreamName } from './upstreams.js'
+import type { UpstreamName } from './lib/contract/upstreams.js'
 
 // Errors a client can see. Each is declared once with a stable code; the central error handler renders them as JSON.
 export const UserNotFoundError = createError<[string]>('AGG_ERR_USER_NOT_FOUND', 'User %s was not found', 404)

@@ -1,4 +1,4 @@
-import { UPSTREAM_NAMES } from '../lib/upstreams.js'
+import { UPSTREAM_NAMES } from './upstreams.js'
 
 // The response contract of GET /aggregate/:userId, as JSON Schema: validated at the door, serialised on the way out.
 
