@@ -1,10 +1,10 @@
 import { performance } from 'node:perf_hooks'
 import { BODY_GENERATORS } from '../mock-services/data.js'
 import { exceedsJsonBudget, MAX_JSON_DEPTH, type JsonBudget } from '../src/lib/merge/json-budget.js'
-import { UPSTREAM_NAMES, UPSTREAMS } from '../src/lib/contract/upstreams.js'
+import { registry, UPSTREAM_NAMES } from '../src/lib/contract/upstreams.js'
 
 // The widest budget the gateway uses (recommendations'): the one a hostile body has most room in.
-const DEFAULT_JSON_BUDGET: JsonBudget = { maxDepth: MAX_JSON_DEPTH, maxElements: UPSTREAMS.recommendations.defaultMaxBodyElements }
+const DEFAULT_JSON_BUDGET: JsonBudget = { maxDepth: MAX_JSON_DEPTH, maxElements: Math.max(...registry.upstreams.map((upstream) => upstream.defaults.maxBodyElements)) }
 
 // What does the structural budget check cost next to the parse it guards?  npx tsx bench/json-budget.ts
 // For every upstream's normal body at payload scales 1 and 10, and for 8 MB hostile bodies, the median time of:
@@ -172,7 +172,7 @@ const ratio = (part: number | undefined, whole: number | undefined) => part === 
 
 // Steady state, as in a long-running worker: every candidate has seen every kind of body and both outcomes.
 for (let warm = 0; warm < 20; warm++) {
-  const samples = [...Object.values(hostileBodies(64 * 1024)), ...[1, 10].map((scale) => encoder.encode(JSON.stringify(BODY_GENERATORS.recommendations('u-1', scale))))]
+  const samples = [...Object.values(hostileBodies(64 * 1024)), ...[1, 10].map((scale) => encoder.encode(JSON.stringify(BODY_GENERATORS.recommendations!('u-1', scale))))]
   for (const sample of samples) {
     for (const budget of [UNLIMITED, DEFAULT_JSON_BUDGET, { maxDepth: 4, maxElements: 1000 }]) {
       for (const run of Object.values(CANDIDATES)) run(sample, budget)
@@ -186,7 +186,7 @@ console.log('| body | scale | bytes | depth | elements | parse ms | loop ms | ho
 console.log('|---|---|---|---|---|---|---|---|---|---|---|---|')
 for (const scale of [1, 10]) {
   for (const name of UPSTREAM_NAMES) {
-    const value = BODY_GENERATORS[name]('u-42', scale)
+    const value = BODY_GENERATORS[name]!('u-42', scale)
     const bytes = encoder.encode(JSON.stringify(value))
     const shape = shapeOf(value)
     const rejected = exceedsJsonBudget(bytes, DEFAULT_JSON_BUDGET)

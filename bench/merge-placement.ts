@@ -3,10 +3,10 @@ import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 import { Piscina } from 'piscina'
 import { inventoryFor, loyaltyFor, ordersFor, profileFor, recommendationsFor } from '../mock-services/data.js'
-import { mergeSections, type MergeInput } from '../src/lib/merge/merge-sections.js'
-import { parseJson } from '../src/lib/contract/payloads.js'
-import { UPSTREAM_NAMES, type UpstreamName } from '../src/lib/contract/upstreams.js'
-import type { MergeTaskResult } from '../src/workers/merge-worker.js'
+import { MERGE_WORK_COUNTERS, parseJson, type MergeInput } from '../src/lib/merge/merge-sections.js'
+import { mergeSections } from './lib/merge.js'
+import { registry, UPSTREAM_NAMES, type BuiltInUpstream as UpstreamName } from '../src/lib/contract/upstreams.js'
+import type { MergeTaskResult, MergeWorkerData } from '../src/workers/merge-worker.js'
 
 // Where should the merge run? For each payload scale, how much event-loop time one request's merge costs:
 //   parse only  JSON.parse of the five bodies on the loop (what the loop would pay just to parse them)
@@ -61,9 +61,10 @@ export async function measureMergePlacement ({ scales = [0.05, 0.25, 1, 5, 10], 
     minThreads: 1,
     maxThreads: 1,
     idleTimeout: Number.POSITIVE_INFINITY,
-    execArgv: fromSource ? ['--import', 'tsx'] : []
+    execArgv: fromSource ? ['--import', 'tsx'] : [],
+    workerData: { registryModule: registry.module, workCounters: new SharedArrayBuffer(MERGE_WORK_COUNTERS.length * 8) } satisfies MergeWorkerData
   })
-  const runInPool = (input: MergeInput) => pool.run(input, { transferList: UPSTREAM_NAMES.map((name) => input.sections[name].fresh!.buffer as ArrayBuffer) })
+  const runInPool = (input: MergeInput) => pool.run(input, { transferList: UPSTREAM_NAMES.map((name) => input.sections[name]!.fresh!.buffer as ArrayBuffer) })
   const rows: PlacementRow[] = []
   try {
     for (const scale of scales) {
@@ -74,7 +75,7 @@ export async function measureMergePlacement ({ scales = [0.05, 0.25, 1, 5, 10], 
         mergeSections(prepare())
         await runInPool(prepare())
       }
-      const parse = await loopTimePerCall(rounds, prepare, (input) => { for (const name of UPSTREAM_NAMES) parseJson(input.sections[name].fresh!) })
+      const parse = await loopTimePerCall(rounds, prepare, (input) => { for (const name of UPSTREAM_NAMES) parseJson(input.sections[name]!.fresh!) })
       const inline = await loopTimePerCall(rounds, prepare, mergeSections)
       const pooled = await loopTimePerCall(rounds, prepare, runInPool)
       rows.push({

@@ -3,7 +3,6 @@ import { hashString, seededRandom } from '../src/lib/contract/seeded-random.js'
 import type {
   InventoryPayload, LoyaltyPayload, Order, OrdersPayload, ProfilePayload, RecommendationsPayload
 } from '../src/lib/contract/payloads.js'
-import type { UpstreamName } from '../src/lib/contract/upstreams.js'
 
 // Deterministic data for the mock upstreams: everything is derived from the user id (and the payload scale), so the
 // same request always gets the same body and the recommendations and inventory services agree on which products exist.
@@ -160,7 +159,7 @@ export function loyaltyFor (userId: string, scale: number): LoyaltyPayload {
 }
 
 /** Each upstream's body for a user at a payload scale: what its mock serves, and what tests and benchmarks feed the merge. */
-export const BODY_GENERATORS: Record<UpstreamName, (userId: string, scale: number) => unknown> = {
+export const BODY_GENERATORS: Record<string, (userId: string, scale: number) => unknown> = {
   profile: (userId) => profileFor(userId),
   orders: ordersFor,
   recommendations: recommendationsFor,

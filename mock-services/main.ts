@@ -1,4 +1,4 @@
-import { UPSTREAM_NAMES, UPSTREAMS, type UpstreamName } from '../src/lib/contract/upstreams.js'
+import { registry } from '../src/lib/contract/upstreams.js'
 import { createMockService } from './mock-service.js'
 import { settingsFromEnvironment } from './settings.js'
 
@@ -6,15 +6,16 @@ import { settingsFromEnvironment } from './settings.js'
 // upstream's default (4001-4005). Latency and faults: MOCK_LATENCY_MS, MOCK_JITTER_MS, MOCK_FAILURE_RATE,
 // MOCK_PAYLOAD_SCALE, MOCK_HOSTILE_BYTES, MOCK_MODE, MOCK_MODE_USER_PREFIX (the mode and failure rate then hit only the
 // users whose id starts with it); the same settings can be changed at run time through PUT /__control.
-const name = (process.argv[2] ?? process.env.MOCK_NAME) as UpstreamName
-if (!UPSTREAM_NAMES.includes(name)) {
-  console.error(`usage: mock-services/main.js <${UPSTREAM_NAMES.join('|')}> (got ${JSON.stringify(name)})`)
+const name = process.argv[2] ?? process.env.MOCK_NAME
+const declaration = registry.upstreams.find((upstream) => upstream.name === name)
+if (!declaration) {
+  console.error(`usage: mock-services/main.js <${registry.upstreams.map((upstream) => upstream.name).join('|')}> (got ${JSON.stringify(name)})`)
   process.exit(2)
 }
 
 try {
-  const mock = createMockService(name, settingsFromEnvironment(process.env))
-  const port = process.env.MOCK_PORT ? Number(process.env.MOCK_PORT) : UPSTREAMS[name].defaultPort
+  const mock = createMockService(declaration.name, settingsFromEnvironment(process.env))
+  const port = process.env.MOCK_PORT ? Number(process.env.MOCK_PORT) : declaration.defaults.port
   const url = await mock.listen(port, process.env.MOCK_HOST ?? '127.0.0.1')
   console.log(JSON.stringify({ level: 30, time: Date.now(), upstream: name, url, msg: `mock ${name} listening` }))
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {

@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { LRUCache } from 'lru-cache'
-import type { UpstreamName } from '../src/lib/contract/upstreams.js'
+import { registry, type UpstreamDeclaration } from '../src/lib/contract/upstreams.js'
 import { BODY_GENERATORS } from './data.js'
 import { BUILT_IN_DEFAULTS, updateSettings, type MockSettings } from './settings.js'
 
@@ -18,14 +18,30 @@ export interface MockStats {
   lastDeadlineMs: number | null
 }
 
+/** What a mock serves: an upstream's declaration (its path), and the body it answers for a user at a payload scale. */
+export interface MockUpstream {
+  readonly declaration: Pick<UpstreamDeclaration, 'name' | 'path' | 'required'>
+  readonly generate: (userId: string, scale: number) => unknown
+}
+
+/** A built-in upstream, by name: its declaration in the registry and its data in mock-services/data.ts. */
+export function builtInMock (name: string): MockUpstream {
+  const declaration = registry.upstreams.find((upstream) => upstream.name === name)
+  const generate = BODY_GENERATORS[name]
+  if (!declaration || !generate) throw new Error(`no built-in upstream named ${JSON.stringify(name)}`)
+  return { declaration, generate }
+}
+
+/** The path template's pattern: `/users/{userId}/orders` matches `/users/<id>/orders`, capturing the id. */
+const resourcePattern = (path: string) => new RegExp(`^${path.replace(/[.*+?^$()|[\]\\]/g, '\\$&').replace('{userId}', '([^/]+)')}$`)
+
 export interface MockService {
-  readonly name: UpstreamName
+  readonly name: string
   readonly server: Server
   listen (port?: number, host?: string): Promise<string>
   close (): Promise<void>
 }
 
-const RESOURCE_PATH = /^\/users\/([^/]+)(?:\/(orders|recommendations|inventory|loyalty))?$/
 const MAX_CONTROL_BODY_BYTES = 16 * 1024
 // slow-body mode: this many bytes every interval, so any sensible timeout fires first.
 const TRICKLE_BYTES = 64
@@ -99,7 +115,10 @@ function readBody (request: IncomingMessage): Promise<string> {
  * headers (`header-flood`). With `modeUserPrefix`, the fault mode and failureRate hit only the users whose id starts
  * with it, so hostile and normal callers can share one mock.
  */
-export function createMockService (name: UpstreamName, defaults: MockSettings = BUILT_IN_DEFAULTS): MockService {
+export function createMockService (upstream: string | MockUpstream, defaults: MockSettings = BUILT_IN_DEFAULTS): MockService {
+  const { declaration, generate } = typeof upstream === 'string' ? builtInMock(upstream) : upstream
+  const { name } = declaration
+  const resourcePath = resourcePattern(declaration.path)
   let settings = { ...defaults }
   let stats = emptyStats()
   // Generating a 10x body costs milliseconds; the mock should measure the gateway, not itself.
@@ -112,7 +131,7 @@ export function createMockService (name: UpstreamName, defaults: MockSettings = 
     const key = `${settings.payloadScale}|${overflow ? 'overflow|' : ''}${userId}`
     let body = bodies.get(key)
     if (!body) {
-      const data = BODY_GENERATORS[name](userId, settings.payloadScale)
+      const data = generate(userId, settings.payloadScale)
       body = Buffer.from(JSON.stringify(overflow ? overflowingBody(data) : data))
       bodies.set(key, body)
     }
@@ -178,7 +197,7 @@ export function createMockService (name: UpstreamName, defaults: MockSettings = 
       if (mode === 'error' || Math.random() < failureRate) {
         return sendJson(response, 500, { error: 'simulated failure' })
       }
-      if (name === 'profile' && userId.startsWith('unknown')) return sendJson(response, 404, { error: 'user not found' })
+      if (declaration.required && userId.startsWith('unknown')) return sendJson(response, 404, { error: 'user not found' })
       if (mode === 'nested') {
         const body = nestedBody(current.hostileBytes)
         response.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length })
@@ -225,8 +244,8 @@ export function createMockService (name: UpstreamName, defaults: MockSettings = 
       return sendJson(response, 200, stats)
     }
     if (path === '/health') return sendJson(response, 200, { status: 'ok', upstream: name })
-    const match = RESOURCE_PATH.exec(path)
-    if (request.method !== 'GET' || !match || (match[2] ?? 'profile') !== name) return sendJson(response, 404, { error: 'not found' })
+    const match = resourcePath.exec(path)
+    if (request.method !== 'GET' || !match) return sendJson(response, 404, { error: 'not found' })
     let userId: string
     try {
       userId = decodeURIComponent(match[1]!)

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { UPSTREAM_NAMES, UPSTREAMS, upstreamVariable, type UpstreamName } from '../src/lib/contract/upstreams.js'
+import { registry, upstreamVariable } from '../src/lib/contract/upstreams.js'
 import { waitUntilHealthy } from './wait-until-healthy.js'
 
 // `npm start`: the five mock upstreams and the gateway, each its own process, started in order and stopped together.
@@ -11,8 +11,9 @@ const here = dirname(fileURLToPath(import.meta.url))
 const MOCK_MAIN = join(here, '../mock-services/main.js')
 const GATEWAY_MAIN = join(here, '../src/server.js')
 const STARTUP_TIMEOUT_MS = 15_000
+const portOf = (name: string) => registry.upstreams.find((upstream) => upstream.name === name)?.defaults.port
 // Different latencies per upstream make the overlap visible: the response takes about as long as the slowest one.
-const DEMO_LATENCY_MS: Record<UpstreamName, number> = { profile: 20, orders: 60, recommendations: 90, inventory: 40, loyalty: 30 }
+const DEMO_LATENCY_MS: Record<string, number> = { profile: 20, orders: 60, recommendations: 90, inventory: 40, loyalty: 30 }
 
 const children: ChildProcess[] = []
 let stopping = false
@@ -53,8 +54,7 @@ process.on('exit', () => {
 
 try {
   const gatewayEnv: NodeJS.ProcessEnv = { ...process.env }
-  for (const name of UPSTREAM_NAMES) {
-    const port = UPSTREAMS[name].defaultPort
+  for (const { name, defaults: { port } } of registry.upstreams) {
     start(`mock ${name}`, MOCK_MAIN, [name], {
       ...process.env,
       MOCK_PORT: String(port),
@@ -63,7 +63,7 @@ try {
     })
     gatewayEnv[upstreamVariable(name, 'URL')] ??= `http://127.0.0.1:${port}`
   }
-  await Promise.all(UPSTREAM_NAMES.map((name) => waitUntilHealthy(`http://127.0.0.1:${UPSTREAMS[name].defaultPort}/health`, { timeoutMs: STARTUP_TIMEOUT_MS, stillWorthIt: () => !stopping })))
+  await Promise.all(registry.upstreams.map(({ defaults: { port } }) => waitUntilHealthy(`http://127.0.0.1:${port}/health`, { timeoutMs: STARTUP_TIMEOUT_MS, stillWorthIt: () => !stopping })))
 
   start('gateway', GATEWAY_MAIN, [], gatewayEnv)
   const host = process.env.HOST && process.env.HOST !== '0.0.0.0' ? process.env.HOST : '127.0.0.1'
@@ -74,13 +74,13 @@ try {
       '',
       `  Gateway     ${gateway}   (health: ${gateway}/health, readiness: ${gateway}/ready)`,
       `  Dashboard   http://127.0.0.1:${process.env.OBSERVABILITY_PORT ?? 9464}/dashboard   (metrics: /metrics on the same port)`,
-      ...UPSTREAM_NAMES.map((name) => `  Mock ${name.padEnd(16)} http://127.0.0.1:${UPSTREAMS[name].defaultPort}`),
+      ...registry.upstreams.map(({ name, defaults: { port } }) => `  Mock ${name.padEnd(16)} http://127.0.0.1:${port}`),
       '',
       '  Try it:',
       `    curl -s ${gateway}/aggregate/user-42`,
       '  Make recommendations hang, and see a partial response within the deadline:',
-      `    curl -s -X PUT -H 'content-type: application/json' -d '{"mode":"hang"}' http://127.0.0.1:${UPSTREAMS.recommendations.defaultPort}/__control`,
-      `    curl -s -X DELETE http://127.0.0.1:${UPSTREAMS.recommendations.defaultPort}/__control`,
+      `    curl -s -X PUT -H 'content-type: application/json' -d '{"mode":"hang"}' http://127.0.0.1:${portOf('recommendations')}/__control`,
+      `    curl -s -X DELETE http://127.0.0.1:${portOf('recommendations')}/__control`,
       '',
       '  Ctrl-C stops everything.',
       ''

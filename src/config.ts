@@ -1,11 +1,9 @@
 import { availableParallelism } from 'node:os'
 import { getHeapStatistics } from 'node:v8'
 import envSchema from 'env-schema'
-import { FALLBACK_POLICIES, type FallbackPolicy } from './lib/aggregate/fallback-policy.js'
-import { UPSTREAM_NAMES, UPSTREAMS, upstreamVariable, type UpstreamName } from './lib/contract/upstreams.js'
+import { FALLBACK_POLICIES, registry as builtInRegistry, upstreamVariable, type FallbackPolicy, type UpstreamName, type UpstreamRegistry } from './lib/contract/upstreams.js'
 
 export interface UpstreamConfig {
-  readonly name: UpstreamName
   readonly url: string
   readonly timeoutMs: number
   readonly concurrency: number
@@ -20,6 +18,8 @@ export interface Config {
   readonly port: number
   readonly logLevel: string
   readonly aggregate: { readonly deadlineMs: number, readonly mergeReserveMs: number, readonly topK: number }
+  /** The declared upstreams, and the settings of each (`UPSTREAM_<NAME>_…`). */
+  readonly registry: UpstreamRegistry
   readonly upstreams: Readonly<Record<UpstreamName, UpstreamConfig>>
   readonly upstreamTransport: { readonly keepAliveTimeoutMs: number }
   readonly staleCache: { readonly maxEntries: number, readonly maxBytes: number, readonly ttlMs: number }
@@ -82,7 +82,7 @@ const MiB = 1024 * 1024
 const HTTP_URL = '^https?://[^\\s/?#]+(:[0-9]+)?/?$'
 
 /** Every variable the service reads, with its type, bounds, default and meaning; the README's table is checked against it. */
-export function configSchema (): Record<string, VariableSchema> {
+export function configSchema (registry: UpstreamRegistry = builtInRegistry): Record<string, VariableSchema> {
   const schema: Record<string, VariableSchema> = {
     HOST: { type: 'string', default: '127.0.0.1', description: 'Interface the gateway listens on (`0.0.0.0` in containers).' },
     PORT: { type: 'integer', minimum: 0, maximum: 65535, default: 3000, description: 'Port the gateway listens on.' },
@@ -91,16 +91,15 @@ export function configSchema (): Record<string, VariableSchema> {
     AGGREGATE_MERGE_RESERVE_MS: { type: 'integer', minimum: 0, maximum: 60_000, default: 30, description: 'Part of the deadline kept back for the merge; upstream calls get at most the rest.' },
     RECOMMENDATIONS_TOP_K: { type: 'integer', minimum: 1, maximum: 100, default: 10, description: 'How many ranked, in-stock recommendations a response carries.' }
   }
-  for (const name of UPSTREAM_NAMES) {
-    const { defaultPort, required, defaultMaxBodyBytes, defaultMaxBodyElements } = UPSTREAMS[name]
-    schema[upstreamVariable(name, 'URL')] = { type: 'string', pattern: HTTP_URL, default: `http://127.0.0.1:${defaultPort}`, description: `Origin of the ${name} upstream.` }
-    schema[upstreamVariable(name, 'TIMEOUT_MS')] = { type: 'integer', minimum: 1, maximum: 60_000, default: 200, description: `Timeout of one ${name} call, queue wait included (capped by what is left of the deadline).` }
-    schema[upstreamVariable(name, 'CONCURRENCY')] = { type: 'integer', minimum: 1, maximum: 10_000, default: 50, description: `Calls to ${name} in flight at once; also its connection limit.` }
-    schema[upstreamVariable(name, 'MAX_BODY_BYTES')] = { type: 'integer', minimum: 1024, maximum: 1024 * MiB, default: defaultMaxBodyBytes, description: `Largest ${name} body accepted; a bigger one is cut off while it arrives and counts as an error.` }
-    schema[upstreamVariable(name, 'MAX_BODY_ELEMENTS')] = { type: 'integer', minimum: 1, maximum: 1_000_000_000, default: defaultMaxBodyElements, description: `Most JSON values a ${name} body may hold, counted on the bytes before parsing; more makes it malformed.` }
-    schema[upstreamVariable(name, 'MAX_QUEUE')] = { type: 'integer', minimum: 0, maximum: 100_000, default: 100, description: `Calls to ${name} allowed to wait for a slot; more are rejected at once.` }
+  for (const { name, required, defaults } of registry.upstreams) {
+    schema[upstreamVariable(name, 'URL')] = { type: 'string', pattern: HTTP_URL, default: `http://127.0.0.1:${defaults.port}`, description: `Origin of the ${name} upstream.` }
+    schema[upstreamVariable(name, 'TIMEOUT_MS')] = { type: 'integer', minimum: 1, maximum: 60_000, default: defaults.timeoutMs, description: `Timeout of one ${name} call, queue wait included (capped by what is left of the deadline).` }
+    schema[upstreamVariable(name, 'CONCURRENCY')] = { type: 'integer', minimum: 1, maximum: 10_000, default: defaults.concurrency, description: `Calls to ${name} in flight at once; also its connection limit.` }
+    schema[upstreamVariable(name, 'MAX_BODY_BYTES')] = { type: 'integer', minimum: 1024, maximum: 1024 * MiB, default: defaults.maxBodyBytes, description: `Largest ${name} body accepted; a bigger one is cut off while it arrives and counts as an error.` }
+    schema[upstreamVariable(name, 'MAX_BODY_ELEMENTS')] = { type: 'integer', minimum: 1, maximum: 1_000_000_000, default: defaults.maxBodyElements, description: `Most JSON values a ${name} body may hold, counted on the bytes before parsing; more makes it malformed.` }
+    schema[upstreamVariable(name, 'MAX_QUEUE')] = { type: 'integer', minimum: 0, maximum: 100_000, default: defaults.maxQueue, description: `Calls to ${name} allowed to wait for a slot; more are rejected at once.` }
     if (!required) {
-      schema[upstreamVariable(name, 'FALLBACK')] = { type: 'string', enum: FALLBACK_POLICIES, default: 'stale-or-default', description: `What the ${name} section becomes when the call fails.` }
+      schema[upstreamVariable(name, 'FALLBACK')] = { type: 'string', enum: FALLBACK_POLICIES, default: defaults.fallback, description: `What the ${name} section becomes when the call fails.` }
     }
   }
   Object.assign(schema, {
@@ -151,8 +150,8 @@ const OWNED_PREFIXES = ['SERVER_', 'ADMISSION_', 'UPSTREAM_', 'AGGREGATE_', 'STA
  * Reads and validates the configuration. This is the only place that reads `process.env`.
  * Throws a {@link ConfigError} naming every bad variable.
  */
-export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
-  const schema = configSchema()
+export function loadConfig (env: NodeJS.ProcessEnv = process.env, registry: UpstreamRegistry = builtInRegistry): Config {
+  const schema = configSchema(registry)
   const problems = Object.keys(env)
     .filter((key) => OWNED_PREFIXES.some((prefix) => key.startsWith(prefix)) && !(key in schema))
     .map((key) => `${key} is not a setting this service knows (see the configuration table in the README)`)
@@ -183,15 +182,14 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     problems.push(`AGGREGATE_MERGE_RESERVE_MS (${number('AGGREGATE_MERGE_RESERVE_MS')}) must be less than AGGREGATE_DEADLINE_MS (${deadlineMs})`)
   }
 
-  const upstreams = {} as Record<UpstreamName, UpstreamConfig>
-  for (const name of UPSTREAM_NAMES) {
+  const upstreams: Record<UpstreamName, UpstreamConfig> = {}
+  for (const { name } of registry.upstreams) {
     const timeoutVariable = upstreamVariable(name, 'TIMEOUT_MS')
     // An upstream timeout longer than the deadline can never apply; like `krakend check`, say so instead of ignoring it.
     if (number(timeoutVariable) > deadlineMs) {
       problems.push(`${timeoutVariable} (${number(timeoutVariable)}) must not exceed AGGREGATE_DEADLINE_MS (${deadlineMs})`)
     }
     upstreams[name] = Object.freeze({
-      name,
       url: (values[upstreamVariable(name, 'URL')] as string).replace(/\/$/, ''),
       timeoutMs: number(timeoutVariable),
       concurrency: number(upstreamVariable(name, 'CONCURRENCY')),
@@ -216,6 +214,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     port: number('PORT'),
     logLevel: values.LOG_LEVEL as string,
     aggregate: Object.freeze({ deadlineMs, mergeReserveMs: number('AGGREGATE_MERGE_RESERVE_MS'), topK: number('RECOMMENDATIONS_TOP_K') }),
+    registry,
     upstreams: Object.freeze(upstreams),
     upstreamTransport: Object.freeze({ keepAliveTimeoutMs: number('UPSTREAM_KEEP_ALIVE_TIMEOUT_MS') }),
     staleCache: Object.freeze({ maxEntries: number('STALE_CACHE_MAX_ENTRIES'), maxBytes: number('STALE_CACHE_MAX_BYTES'), ttlMs: number('STALE_CACHE_TTL_MS') }),

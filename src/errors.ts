@@ -1,7 +1,8 @@
 import createError from '@fastify/error'
-import type { UpstreamName } from './lib/contract/upstreams.js'
+import type { UpstreamStatus } from './lib/contract/response.js'
 
-// Errors a client can see. Each is declared once with a stable code; the central error handler renders them as JSON.
+// Every error this service raises has a stable code (undici style). Those a client can see are declared once here and
+// rendered as JSON by the central error handler.
 export const UserNotFoundError = createError<[string]>('AGG_ERR_USER_NOT_FOUND', 'User %s was not found', 404)
 export const RequiredUpstreamTimeoutError = createError<[string]>('AGG_ERR_UPSTREAM_TIMEOUT', 'The %s upstream did not answer in time', 504)
 export const RequiredUpstreamFailedError = createError<[string]>('AGG_ERR_UPSTREAM_FAILED', 'The %s upstream failed', 502)
@@ -11,20 +12,22 @@ export const MergeQueueTimeoutError = createError('AGG_ERR_MERGE_QUEUE_TIMEOUT',
 export const OverloadedError = createError('AGG_ERR_OVERLOADED', 'The gateway is under pressure; retry later', 503)
 export const RouteNotFoundError = createError<[string, string]>('AGG_ERR_ROUTE_NOT_FOUND', 'Route %s %s not found', 404)
 
-/** Why one upstream call produced no usable body. `cancelled` means the request itself went away, not the upstream. */
-export type UpstreamFailureKind = 'timeout' | 'error' | 'rejected' | 'not-found' | 'cancelled'
+/** How one upstream call can fail, as `meta.upstreams.<name>.status` reports it. `cancelled`: the request went away. */
+export type UpstreamFailure = Extract<UpstreamStatus, 'timeout' | 'error' | 'rejected' | 'cancelled'>
 
-/** An upstream call that failed; operational, never shown to clients as such. */
+/** An upstream call that failed; operational, never shown to clients as such. `AGG_ERR_UPSTREAM_CALL_<STATUS>`. */
 export class UpstreamCallError extends Error {
+  readonly code: string
   readonly httpStatus: number | undefined
 
   constructor (
-    readonly upstream: UpstreamName,
-    readonly kind: UpstreamFailureKind,
+    readonly upstream: string,
+    readonly status: UpstreamFailure,
     options: { cause?: unknown, httpStatus?: number, reason?: string } = {}
   ) {
-    super(`${upstream} call failed: ${kind}${options.reason ? ` (${options.reason})` : ''}`, { cause: options.cause })
+    super(`${upstream} call failed: ${status}${options.reason ? ` (${options.reason})` : ''}`, { cause: options.cause })
     this.name = 'UpstreamCallError'
+    this.code = `AGG_ERR_UPSTREAM_CALL_${status.toUpperCase()}`
     this.httpStatus = options.httpStatus
   }
 }

@@ -17,8 +17,8 @@ describe('configuration', () => {
     const config = loadConfig({})
     expect(config.port).toBe(3000)
     expect(config.aggregate.deadlineMs).toBe(300)
-    expect(config.upstreams.orders).toMatchObject({ url: 'http://127.0.0.1:4002', timeoutMs: 200, fallback: 'stale-or-default' })
-    expect(config.upstreams.profile.fallback).toBe('omit')
+    expect(config.upstreams.orders!).toMatchObject({ url: 'http://127.0.0.1:4002', timeoutMs: 200, fallback: 'stale-or-default' })
+    expect(config.upstreams.profile!.fallback).toBe('omit')
     expect(config.mergePool.maxQueue).toBe(config.admission.maxLimit)
     expect(config.observability.port, 'metrics and the dashboard stay off the aggregate port').toBe(9464)
     expect(Object.isFrozen(config)).toBe(true)
@@ -29,8 +29,8 @@ describe('configuration', () => {
       PORT: '8080', UPSTREAM_ORDERS_TIMEOUT_MS: '150', UPSTREAM_LOYALTY_FALLBACK: 'omit', LOAD_SHEDDING_ENABLED: 'false', LOAD_SHEDDING_MAX_EVENT_LOOP_UTILIZATION: '0.9'
     })
     expect(config.port).toBe(8080)
-    expect(config.upstreams.orders.timeoutMs).toBe(150)
-    expect(config.upstreams.loyalty.fallback).toBe('omit')
+    expect(config.upstreams.orders!.timeoutMs).toBe(150)
+    expect(config.upstreams.loyalty!.fallback).toBe('omit')
     expect(config.loadShedding).toMatchObject({ enabled: false, maxEventLoopUtilization: 0.9 })
   })
 

@@ -1,8 +1,9 @@
 import Fastify from 'fastify'
 import { inventoryFor, loyaltyFor, ordersFor, profileFor, recommendationsFor } from '../../mock-services/data.js'
-import { mergeSections, type MergeInput } from '../../src/lib/merge/merge-sections.js'
-import { UPSTREAM_NAMES } from '../../src/lib/contract/upstreams.js'
-import { AggregateBodySchema } from '../../src/lib/contract/response.js'
+import type { MergeInput } from '../../src/lib/merge/merge-sections.js'
+import { mergeSections } from '../lib/merge.js'
+import { registry, UPSTREAM_NAMES } from '../../src/lib/contract/upstreams.js'
+import { aggregateBodySchema } from '../../src/lib/contract/response.js'
 
 // The ceiling for gateway overhead: a bare Fastify route that answers the same body through the same response schema,
 // with no upstream calls and no merge (the body is computed once, at start).
@@ -19,7 +20,7 @@ const body = { userId, ...mergeSections(input).sections, meta: { complete: true,
 
 const fastify = Fastify({ logger: false, keepAliveTimeout: 72_000 })
 fastify.get('/health', async () => ({ status: 'ok' }))
-fastify.get('/aggregate/:userId', { schema: { response: { 200: AggregateBodySchema } } }, async (_request, reply) => {
+fastify.get('/aggregate/:userId', { schema: { response: { 200: aggregateBodySchema(registry) } } }, async (_request, reply) => {
   reply.header('x-aggregate-complete', 'true')
   return body
 })

@@ -1,6 +1,9 @@
 import { createServer } from 'node:http'
-import { mergeSections, type MergeInput } from '../../src/lib/merge/merge-sections.js'
-import { UPSTREAM_NAMES, UPSTREAMS, upstreamVariable, type UpstreamName } from '../../src/lib/contract/upstreams.js'
+import type { MergeInput } from '../../src/lib/merge/merge-sections.js'
+import { mergeSections } from '../lib/merge.js'
+import { pathFor, registry, UPSTREAM_NAMES, upstreamVariable, type BuiltInUpstream as UpstreamName } from '../../src/lib/contract/upstreams.js'
+
+export const declarationOf = (name: UpstreamName) => registry.upstreams.find((upstream) => upstream.name === name)!
 
 // What a first version of the gateway might look like, for the benchmarks to compare against: node:http, the global
 // fetch (undici Pools for the floor), no deadline, no timeouts, no bulkhead, no fallbacks, the merge inline on the
@@ -17,10 +20,10 @@ export const allAtOnce: FetchAll = async (bodyOf) => {
 export type BodyOf = (name: UpstreamName, userId: string) => Promise<Uint8Array>
 
 /** Where each upstream is, from the same variables the gateway reads. */
-export const upstreamOrigin = (name: UpstreamName) => process.env[upstreamVariable(name, 'URL')] ?? `http://127.0.0.1:${UPSTREAMS[name].defaultPort}`
+export const upstreamOrigin = (name: UpstreamName) => process.env[upstreamVariable(name, 'URL')] ?? `http://127.0.0.1:${declarationOf(name).defaults.port}`
 
 async function fetchBody (name: UpstreamName, userId: string): Promise<Uint8Array> {
-  const upstream = await fetch(`${upstreamOrigin(name)}${UPSTREAMS[name].pathFor(userId)}`)
+  const upstream = await fetch(`${upstreamOrigin(name)}${pathFor(declarationOf(name), userId)}`)
   if (!upstream.ok) throw new Error(`${name}: HTTP ${upstream.status}`)
   return new Uint8Array(await upstream.arrayBuffer())
 }

@@ -1,6 +1,6 @@
 import { Pool } from 'undici'
-import { UPSTREAM_NAMES, UPSTREAMS, type UpstreamName } from '../../src/lib/contract/upstreams.js'
-import { allAtOnce, startBaseline, upstreamOrigin } from './baseline-server.js'
+import { pathFor, UPSTREAM_NAMES, type BuiltInUpstream as UpstreamName } from '../../src/lib/contract/upstreams.js'
+import { allAtOnce, declarationOf, startBaseline, upstreamOrigin } from './baseline-server.js'
 
 // The floor: the least an aggregator can do and still do the gateway's work. node:http, one undici Pool per upstream
 // (keep-alive, no connection limit), the five calls at once with Promise.all, the bodies parsed and merged inline by the
@@ -12,7 +12,7 @@ const pools = Object.fromEntries(UPSTREAM_NAMES.map((name) => [name, new Pool(up
 
 startBaseline(allAtOnce, {
   bodyOf: async (name, userId) => {
-    const { statusCode, body } = await pools[name].request({ method: 'GET', path: UPSTREAMS[name].pathFor(userId) })
+    const { statusCode, body } = await pools[name].request({ method: 'GET', path: pathFor(declarationOf(name), userId) })
     const bytes = new Uint8Array(await body.arrayBuffer())
     if (statusCode !== 200) throw new Error(`${name}: HTTP ${statusCode}`)
     return bytes

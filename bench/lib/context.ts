@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { MockSettings } from '../../mock-services/settings.js'
-import { UPSTREAM_NAMES, upstreamVariable, type UpstreamName } from '../../src/lib/contract/upstreams.js'
+import { UPSTREAM_NAMES, upstreamVariable, type BuiltInUpstream as UpstreamName } from '../../src/lib/contract/upstreams.js'
 import type { BarChart } from './charts.js'
 import { SCRIPTS, startService, type Service } from './processes.js'
 

@@ -1,319 +1,59 @@
-import { performance } from 'node:perf_hooks'
+import Fastify, { LogController, type FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
-import { sampleEventLoopLag } from '../lib/overload/event-loop-sampler.js'
-import { createLiveStats, type StreamStats } from '../lib/telemetry/live-stats.js'
-import type { MERGE_WORK_COUNTERS } from '../lib/merge/merge-sections.js'
-import type { AdmissionStats } from '../lib/overload/admission.js'
-import { UPSTREAM_NAMES, type UpstreamName } from '../lib/contract/upstreams.js'
-import { isComplete } from './request-tracing.js'
-
-/** What an upstream client can report about itself at any moment. */
-export interface UpstreamState {
-  inFlight: number
-  queued: number
-  concurrency: number
-  maxQueue: number
-  connections: { connected: number, free: number, pending: number, running: number, size: number }
-}
-
-/** What the merge pool can report about itself at any moment. */
-export interface MergePoolState {
-  threads: number
-  queueSize: number
-  maxQueue: number
-  /** Share of the pool's capacity used since it started (piscina's `utilization`). */
-  utilization: number
-  work: Record<typeof MERGE_WORK_COUNTERS[number], number>
-}
-
-export interface DashboardSnapshot {
-  at: number
-  windowSeconds: number
-  requests: ReturnType<ReturnType<typeof createLiveStats>['summary']>['requests']
-  shedRate: number
-  shedTotal: number
-  upstreams: Record<UpstreamName, StreamStats & { inFlight: number, queued: number, concurrency: number, maxQueue: number }>
-  mergePool: { threads: number, queueSize: number, maxQueue: number, busyThreads: number, waitP99Ms: number | null, runP99Ms: number | null, tasks: number, candidatesScored: number }
-  eventLoop: { delayP99Ms: number, utilization: number }
-  memory: { rssBytes: number, heapUsedBytes: number }
-  /** The adaptive admission limit and its queue; null when admission is off. */
-  admission: AdmissionStats | null
-  shedByReason: Record<string, number>
-}
-
-export interface Telemetry {
-  readonly registry: Registry
-  recordMergeTiming (waitMs: number, runMs: number): void
-  recordShed (reason: string): void
-  /** A request admitted after waiting in the admission queue. */
-  recordQueueWait (waitedMs: number): void
-  setAdmissionStateSource (source: () => AdmissionStats | null): void
-  setUpstreamStateSource (source: () => Record<UpstreamName, UpstreamState>): void
-  setMergePoolStateSource (source: () => MergePoolState): void
-  /** The latest once-a-second snapshot for the live dashboard. */
-  snapshot (): DashboardSnapshot
-  /** Calls `listener` with every new snapshot, once a second, until the returned function is called. */
-  subscribe (listener: (snapshot: DashboardSnapshot) => void): () => void
-}
+import { createTelemetry, type Telemetry } from '../lib/telemetry/telemetry.js'
+import observabilityRoutes from '../routes/observability.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
     telemetry: Telemetry
+    /** Origin of the separate observability server, once it listens; null when there is none. */
+    observabilityOrigin: string | null
   }
 }
 
-const SECONDS = 1000
-// Request and upstream latencies: around the 300 ms deadline, where the interesting differences are.
-const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 1, 2.5, 5]
-const MERGE_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1]
-// Error codes that mean the gateway turned work away to protect itself.
-const SHED_ERRORS: Record<string, string> = { AGG_ERR_MERGE_QUEUE_FULL: 'merge_queue_full', AGG_ERR_MERGE_QUEUE_TIMEOUT: 'merge_queue_timeout' }
-
 /**
- * Everything the gateway measures, in one place: Prometheus metrics (request and upstream latencies by outcome,
- * fallbacks, bulkheads, connection pools, worker pool and the work its threads did, shedding, event loop, memory) and
- * rolling per-second statistics for the live dashboard. Feature plugins push events to it and register state sources;
- * nothing here reaches into them.
+ * Telemetry, wired: it is handed the state of admission, the event loop, the clients and the merge pool to pull, times
+ * every HTTP request, and serves /metrics and /dashboard — on their own port (OBSERVABILITY_PORT, the default: they
+ * need not be public where the aggregate route is) or on the gateway's. Registered last: it reads, nobody calls it.
  */
 export default fp(async function telemetry (fastify) {
-  const registry = new Registry()
-  collectDefaultMetrics({ register: registry })
-  // prom-client names these three gauges like counters, which `promtool check metrics` rejects; the same data stays
-  // available per type as nodejs_active_handles, nodejs_active_requests and nodejs_active_resources.
-  for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(name)
-  const liveStats = createLiveStats({ windowSeconds: 10 })
-  let upstreamStates: (() => Record<UpstreamName, UpstreamState>) | undefined
-  let mergePoolState: (() => MergePoolState) | undefined
-  let admissionState: (() => AdmissionStats | null) | undefined
-
-  // Event loop, summarised every second by one timer, so neither scrapes nor dashboards reset each other's view.
-  const lag = sampleEventLoopLag()
-  let lastUtilization = performance.eventLoopUtilization()
-  const eventLoop = { delayP99Ms: 0, utilization: 0 }
-
-  const requestDuration = new Histogram({
-    name: 'http_request_duration_seconds', help: 'Time to answer a request, by route and status.', labelNames: ['method', 'route', 'status_code'], buckets: LATENCY_BUCKETS, registers: [registry]
+  const { observability, loadShedding } = fastify.config
+  const clients = fastify.upstreamClients
+  const telemetry = createTelemetry(clients.map((client) => client.name), {
+    upstreams: () => Object.fromEntries(clients.map((client) => [client.name, client.stats()])),
+    mergePool: () => fastify.mergePool.stats(),
+    admission: () => fastify.admission.stats(),
+    eventLoop: fastify.eventLoop
   })
-  const upstreamDuration = new Histogram({
-    name: 'aggregate_upstream_call_duration_seconds', help: 'Duration of one upstream call, by upstream and outcome (ok, timeout, error, rejected, malformed, cancelled).', labelNames: ['upstream', 'outcome'], buckets: LATENCY_BUCKETS, registers: [registry]
-  })
-  const fallbacks = new Counter({ name: 'aggregate_fallbacks_total', help: 'Sections served from a fallback, by upstream and kind (stale, default, omitted).', labelNames: ['upstream', 'kind'], registers: [registry] })
-  const responses = new Counter({ name: 'aggregate_responses_total', help: 'Aggregate responses by result: complete, partial (200 with a fallback) or failed.', labelNames: ['result'], registers: [registry] })
-  const shed = new Counter({ name: 'aggregate_load_shed_total', help: 'Requests turned away to protect the gateway, by reason.', labelNames: ['reason'], registers: [registry] })
-  const queueWait = new Histogram({ name: 'aggregate_admission_queue_wait_seconds', help: 'Time an admitted aggregate waited in the admission queue (requests admitted at once are not counted).', buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5], registers: [registry] })
-  const admissionGauge = (name: string, help: string, read: (state: AdmissionStats) => number) => new Gauge({
-    name,
-    help,
-    registers: [registry],
-    collect () { const state = admissionState?.(); if (state) this.set(read(state)) }
-  })
-  admissionGauge('aggregate_admission_limit', 'Aggregates allowed in flight now (adaptive).', (state) => state.limit)
-  admissionGauge('aggregate_admission_in_flight', 'Aggregates in flight.', (state) => state.inFlight)
-  admissionGauge('aggregate_admission_queued', 'Aggregates waiting for admission.', (state) => state.queued)
-  admissionGauge('aggregate_admission_queue_limit', 'Most aggregates allowed to wait for admission.', (state) => state.maxQueue)
-  admissionGauge('aggregate_admission_own_time_seconds', 'Recent average own time of an aggregate (its duration minus the slowest upstream call), which steers the limit.', (state) => state.recentOwnMs / SECONDS)
-  admissionGauge('aggregate_admission_own_time_baseline_seconds', 'Long-run average own time the recent one is compared with.', (state) => state.baselineOwnMs / SECONDS)
-  const mergeWait = new Histogram({ name: 'aggregate_merge_wait_seconds', help: 'Time a merge waited for a worker thread.', buckets: MERGE_BUCKETS, registers: [registry] })
-  const mergeRun = new Histogram({ name: 'aggregate_merge_run_seconds', help: 'Time a worker thread spent on one merge.', buckets: MERGE_BUCKETS, registers: [registry] })
-  const mergeWaitRecent = createRecentSamples()
-  const mergeRunRecent = createRecentSamples()
-
-  const upstreamGauge = (name: string, help: string, read: (state: UpstreamState) => number) => new Gauge({
-    name,
-    help,
-    labelNames: ['upstream'],
-    registers: [registry],
-    collect () {
-      const states = upstreamStates?.()
-      if (states) for (const upstream of UPSTREAM_NAMES) this.set({ upstream }, read(states[upstream]))
-    }
-  })
-  upstreamGauge('aggregate_bulkhead_in_flight', 'Upstream calls in flight.', (state) => state.inFlight)
-  upstreamGauge('aggregate_bulkhead_queued', 'Upstream calls waiting for a bulkhead slot.', (state) => state.queued)
-  upstreamGauge('aggregate_bulkhead_concurrency_limit', 'Most upstream calls allowed in flight.', (state) => state.concurrency)
-  upstreamGauge('aggregate_bulkhead_queue_limit', 'Most upstream calls allowed to wait.', (state) => state.maxQueue)
-  new Gauge({ // eslint-disable-line no-new
-    name: 'aggregate_upstream_connections',
-    help: 'Upstream connection pool state (undici PoolStats).',
-    labelNames: ['upstream', 'state'],
-    registers: [registry],
-    collect () {
-      const states = upstreamStates?.()
-      if (!states) return
-      for (const upstream of UPSTREAM_NAMES) {
-        for (const [state, value] of Object.entries(states[upstream].connections)) this.set({ upstream, state }, value)
-      }
-    }
-  })
-
-  const poolGauge = (name: string, help: string, read: (state: MergePoolState) => number) => new Gauge({
-    name,
-    help,
-    registers: [registry],
-    collect () { const state = mergePoolState?.(); if (state) this.set(read(state)) }
-  })
-  poolGauge('aggregate_merge_pool_threads', 'Merge worker threads.', (state) => state.threads)
-  poolGauge('aggregate_merge_pool_queue_size', 'Merges waiting for a thread.', (state) => state.queueSize)
-  poolGauge('aggregate_merge_pool_queue_limit', 'Most merges allowed to wait.', (state) => state.maxQueue)
-  poolGauge('aggregate_merge_pool_utilization', 'Share of the pool\'s capacity used since it started.', (state) => state.utilization)
-  // Counted inside the worker threads with Atomics; read here without locks.
-  const workCounter = (name: string, help: string, read: (state: MergePoolState) => number) => new Counter({
-    name,
-    help,
-    registers: [registry],
-    collect () {
-      const state = mergePoolState?.()
-      if (state) { this.reset(); this.inc(read(state)) }
-    }
-  })
-  workCounter('aggregate_merge_tasks_total', 'Merges completed by the worker threads.', (state) => state.work.tasks)
-  workCounter('aggregate_merge_candidates_scored_total', 'Recommendation candidates scored by the worker threads.', (state) => state.work.candidatesScored)
-  workCounter('aggregate_merge_bytes_parsed_total', 'Upstream body bytes parsed by the worker threads.', (state) => state.work.bytesParsed)
-  workCounter('aggregate_merge_malformed_bodies_total', 'Upstream bodies the worker threads found malformed.', (state) => state.work.malformedBodies)
-
-  new Gauge({ name: 'aggregate_event_loop_utilization', help: 'Event-loop utilisation over the last second (0..1).', registers: [registry], collect () { this.set(eventLoop.utilization) } }) // eslint-disable-line no-new
-  new Gauge({ name: 'aggregate_event_loop_delay_p99_seconds', help: '99th percentile event-loop delay over the last second.', registers: [registry], collect () { this.set(eventLoop.delayP99Ms / SECONDS) } }) // eslint-disable-line no-new
-
-  const subscribers = new Set<(snapshot: DashboardSnapshot) => void>()
-  const shedByReason: Record<string, number> = {}
-  // prom-client hashes the label values of every observation; a bound child per label set skips that on the hot path.
-  const bound = new Map<string, { observe (value: number): void }>()
-  const upstreamTimer = (upstream: string, outcome: string) => {
-    const key = `${upstream}|${outcome}`
-    let child = bound.get(key)
-    if (child === undefined) bound.set(key, child = upstreamDuration.labels(upstream, outcome))
-    return child
-  }
-  let latest = buildSnapshot()
-
-  function buildSnapshot (): DashboardSnapshot {
-    const summary = liveStats.summary()
-    const states = upstreamStates?.()
-    const pool = mergePoolState?.()
-    const memory = process.memoryUsage()
-    return {
-      at: Date.now(),
-      windowSeconds: liveStats.windowSeconds,
-      requests: summary.requests,
-      shedRate: summary.shedRate,
-      shedTotal: Object.values(shedByReason).reduce((sum, count) => sum + count, 0),
-      upstreams: Object.fromEntries(UPSTREAM_NAMES.map((name) => [name, {
-        ...summary.upstreams[name],
-        inFlight: states?.[name].inFlight ?? 0,
-        queued: states?.[name].queued ?? 0,
-        concurrency: states?.[name].concurrency ?? 0,
-        maxQueue: states?.[name].maxQueue ?? 0
-      }])) as DashboardSnapshot['upstreams'],
-      mergePool: {
-        threads: pool?.threads ?? 0,
-        queueSize: pool?.queueSize ?? 0,
-        maxQueue: pool?.maxQueue ?? 0,
-        busyThreads: mergeRunRecent.busy(),
-        waitP99Ms: mergeWaitRecent.p99(),
-        runP99Ms: mergeRunRecent.p99(),
-        tasks: pool?.work.tasks ?? 0,
-        candidatesScored: pool?.work.candidatesScored ?? 0
-      },
-      eventLoop: { ...eventLoop },
-      memory: { rssBytes: memory.rss, heapUsedBytes: memory.heapUsed },
-      admission: admissionState?.() ?? null,
-      shedByReason: { ...shedByReason }
-    }
-  }
-
-  // One snapshot a second; health is checked four times a second, and a change is pushed at once, so a failing
-  // upstream shows on the dashboard without waiting for the next second.
-  let ticks = 0
-  let lastHealth = ''
-  const broadcast = () => {
-    latest = buildSnapshot()
-    lastHealth = UPSTREAM_NAMES.map((name) => latest.upstreams[name].health).join()
-    for (const listener of subscribers) listener(latest)
-  }
-  const ticker = setInterval(() => {
-    if (++ticks % 4 === 0) {
-      const utilization = performance.eventLoopUtilization(lastUtilization)
-      lastUtilization = performance.eventLoopUtilization()
-      eventLoop.utilization = Math.round(utilization.utilization * 1000) / 1000
-      eventLoop.delayP99Ms = Math.round(lag.take().p99Ms * 100) / 100
-      mergeWaitRecent.roll()
-      mergeRunRecent.roll()
-      if (subscribers.size > 0) broadcast()
-    } else if (subscribers.size > 0) {
-      const summary = liveStats.summary()
-      if (UPSTREAM_NAMES.map((name) => summary.upstreams[name].health).join() !== lastHealth) broadcast()
-    }
-  }, SECONDS / 4)
-  ticker.unref()
-
+  fastify.decorate('telemetry', telemetry)
   fastify.addHook('onResponse', async (request, reply) => {
-    const route = request.routeOptions.url ?? 'unmatched'
-    requestDuration.observe({ method: request.method, route, status_code: reply.statusCode }, reply.elapsedTime / SECONDS)
-    const shedReason = request.errorCode ? SHED_ERRORS[request.errorCode] : undefined
-    if (shedReason) telemetryApi.recordShed(shedReason)
-    // Every aggregate request counts, including those refused before any upstream was called (no reports then).
-    if (request.routeOptions.config.aggregate !== true) return
-    const result = reply.statusCode !== 200 ? 'failed' : isComplete(reply) ? 'complete' : 'partial'
-    responses.inc({ result })
-    const reports = request.upstreamReports
-    liveStats.recordAggregate(reply.statusCode, reply.elapsedTime, result === 'partial', reports)
-    if (!reports) return
-    for (const upstream of UPSTREAM_NAMES) {
-      const { status, latencyMs, fallback } = reports[upstream]
-      upstreamTimer(upstream, status).observe(latencyMs / SECONDS)
-      if (fallback !== 'none') fallbacks.inc({ upstream, kind: fallback })
-    }
+    telemetry.recordHttp(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000)
   })
+  fastify.addHook('onClose', async () => { telemetry.stop() })
 
-  fastify.addHook('onClose', async () => {
-    clearInterval(ticker)
-    lag.stop()
-    subscribers.clear()
+  const routes = {
+    telemetry,
+    metrics: observability.metricsEnabled,
+    dashboard: observability.dashboardEnabled,
+    maxDashboardClients: observability.maxDashboardClients,
+    streamMaxSeconds: observability.dashboardStreamMaxSeconds,
+    retryAfterSeconds: loadShedding.retryAfterSeconds
+  }
+  fastify.decorate('observabilityOrigin', null)
+  if (observability.port === undefined) {
+    if (observability.metricsEnabled || observability.dashboardEnabled) await fastify.register(observabilityRoutes, routes)
+    return
+  }
+  const server: FastifyInstance = Fastify({
+    loggerInstance: fastify.log.child({ server: 'observability' }),
+    logController: new LogController({ disableRequestLogging: true }),
+    forceCloseConnections: 'idle'
   })
-
-  const telemetryApi: Telemetry = {
-    registry,
-    recordMergeTiming (waitMs, runMs) {
-      mergeWait.observe(waitMs / SECONDS)
-      mergeRun.observe(runMs / SECONDS)
-      mergeWaitRecent.add(waitMs)
-      mergeRunRecent.add(runMs)
-    },
-    recordShed (reason) {
-      shed.inc({ reason })
-      shedByReason[reason] = (shedByReason[reason] ?? 0) + 1
-      liveStats.recordShed()
-    },
-    recordQueueWait (waitedMs) { queueWait.observe(waitedMs / SECONDS) },
-    setAdmissionStateSource (source) { admissionState = source },
-    setUpstreamStateSource (source) { upstreamStates = source },
-    setMergePoolStateSource (source) { mergePoolState = source },
-    snapshot: () => subscribers.size > 0 ? latest : buildSnapshot(),
-    subscribe (listener) {
-      subscribers.add(listener)
-      return () => { subscribers.delete(listener) }
-    }
-  }
-  fastify.decorate('telemetry', telemetryApi)
-}, { name: 'telemetry', dependencies: ['request-tracing'] })
-
-/**
- * Merge wait and run times of the last second and the one before, for the dashboard's p99 and busy-thread estimate
- * (the Prometheus histograms above keep everything for rate() queries).
- */
-function createRecentSamples () {
-  let current: number[] = []
-  let previous: number[] = []
-  return {
-    add (ms: number) { if (current.length < 10_000) current.push(ms) },
-    roll () { previous = current; current = [] },
-    p99 (): number | null {
-      if (previous.length === 0) return null
-      const sorted = [...previous].sort((left, right) => left - right)
-      return Math.round(sorted[Math.min(sorted.length - 1, Math.ceil(sorted.length * 0.99) - 1)]! * 10) / 10
-    },
-    /** Average threads busy over the last second: total run time divided by one second. */
-    busy: () => Math.round((previous.reduce((sum, ms) => sum + ms, 0) / SECONDS) * 100) / 100
-  }
-}
+  await server.register(observabilityRoutes, routes)
+  server.setNotFoundHandler((request, reply) => reply.code(404).send({ statusCode: 404, error: 'Not Found', message: `Route ${request.method} ${request.url.slice(0, 200)} not found` }))
+  // It starts when the gateway is ready, fails the start if its port is taken, and closes with it.
+  fastify.addHook('onReady', async () => {
+    fastify.observabilityOrigin = await server.listen({ host: observability.host, port: observability.port ?? 0 })
+  })
+  fastify.addHook('preClose', async () => { await server.close() })
+}, { name: 'telemetry', dependencies: ['http', 'overload', 'aggregate'] })

@@ -1,29 +1,51 @@
-import type { FastifyPluginAsync } from 'fastify'
-import { AggregateBodySchema, AggregateParamsSchema, AggregateQuerystringSchema } from '../lib/contract/response.js'
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
+import type { AggregateFailure } from '../lib/aggregate/aggregator.js'
+import { AggregateParams, AggregateQuerystring, aggregateBodySchema, type UpstreamReports } from '../lib/contract/response.js'
 
 // Behind the deadline, a last bound on the whole handler: a merge already running is allowed this long to finish.
 const HANDLER_GRACE_MS = 1000
 
-/** GET /aggregate/:userId: one user's profile, orders, recommendations, inventory and loyalty, merged. */
+/** What the request's log line says about an aggregate: each upstream's latency when complete, else its full report. */
+function bindOutcome (request: FastifyRequest, complete: boolean, upstreams: UpstreamReports | undefined) {
+  if (upstreams === undefined) return
+  if (!complete) {
+    request.log = request.log.child({ complete, upstreams })
+    return
+  }
+  // A flat object of latencies is cheap to serialise on the hot path.
+  const upstreamMs: Record<string, number> = {}
+  for (const name in upstreams) upstreamMs[name] = upstreams[name]!.latencyMs
+  request.log = request.log.child({ complete, upstreamMs })
+}
+
+/**
+ * GET /aggregate/:userId: one user's sections, merged. The route asks the aggregator, which returns the body or throws
+ * a coded error; it binds what every upstream did to the request's log line and says whether the answer is complete.
+ */
 const aggregateRoutes: FastifyPluginAsync = async (fastify) => {
-  fastify.get<{ Params: { userId: string } }>('/aggregate/:userId', {
+  fastify.addSchema(aggregateBodySchema(fastify.config.registry))
+  fastify.get<{ Params: AggregateParams }>('/aggregate/:userId', {
     schema: {
-      params: AggregateParamsSchema,
-      querystring: AggregateQuerystringSchema,
-      response: { 200: AggregateBodySchema, '4xx': { $ref: 'ErrorBody#' }, '5xx': { $ref: 'ErrorBody#' } }
+      summary: 'One user\'s aggregate',
+      params: AggregateParams,
+      querystring: AggregateQuerystring,
+      response: { 200: { $ref: 'AggregateBody#' }, '4xx': { $ref: 'ErrorBody#' }, '5xx': { $ref: 'ErrorBody#' } }
     },
-    handlerTimeout: fastify.config.aggregate.deadlineMs + HANDLER_GRACE_MS,
-    config: { aggregate: true }
+    handlerTimeout: fastify.config.aggregate.deadlineMs + HANDLER_GRACE_MS
   }, async (request, reply) => {
-    const outcome = await fastify.aggregator.aggregate(request.params.userId, {
-      signal: request.signal,
-      requestId: request.id,
-      queuedMs: fastify.admission.queuedMs(request.raw)
-    })
-    request.upstreamReports = outcome.upstreams
-    if (!outcome.ok) throw outcome.error
-    reply.header('x-aggregate-complete', String(outcome.body.meta.complete))
-    return outcome.body
+    try {
+      const body = await fastify.aggregator.aggregate(request.params.userId, {
+        signal: request.signal,
+        requestId: request.id,
+        queuedMs: fastify.admission.queuedMs(request.raw)
+      })
+      bindOutcome(request, body.meta.complete, body.meta.upstreams)
+      reply.header('x-aggregate-complete', String(body.meta.complete))
+      return body
+    } catch (error) {
+      bindOutcome(request, false, (error as AggregateFailure).upstreams)
+      throw error
+    }
   })
 }
 

@@ -1,5 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify'
-import { neverShed } from '../plugins/load-shedding.js'
+import { neverShed } from '../lib/overload/never-shed.js'
 
 const HealthSchema = {
   type: 'object',

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs'
 import type { FastifyPluginAsync } from 'fastify'
-import { neverShed } from '../plugins/load-shedding.js'
-import type { Telemetry } from '../plugins/telemetry.js'
+import type { Telemetry } from '../lib/telemetry/telemetry.js'
+import { neverShed } from '../lib/overload/never-shed.js'
 
 export interface ObservabilityRoutesOptions {
   telemetry: Telemetry

@@ -3,6 +3,7 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import app from '../../src/app.js'
 import { loadConfig } from '../../src/config.js'
+import type { UpstreamRegistry } from '../../src/lib/contract/upstreams.js'
 import { serverOptions } from '../../src/server-options.js'
 
 /**
@@ -11,10 +12,10 @@ import { serverOptions } from '../../src/server-options.js'
  */
 export type TestGateway = FastifyInstance & { origin: string }
 
-export async function buildGateway (env: Record<string, string>, { listen = false } = {}): Promise<TestGateway> {
+export async function buildGateway (env: Record<string, string>, { listen = false, registry }: { listen?: boolean, registry?: UpstreamRegistry } = {}): Promise<TestGateway> {
   // Load shedding is off unless a test turns it on: a busy test process would otherwise trip it at random.
   // /metrics and the dashboard on the app itself, for `inject`; test/routes/observability.test.ts checks the default.
-  const config = loadConfig({ MERGE_POOL_THREADS: '2', LOG_LEVEL: 'silent', LOAD_SHEDDING_ENABLED: 'false', OBSERVABILITY_ON_GATEWAY_PORT: 'true', ...env })
+  const config = loadConfig({ MERGE_POOL_THREADS: '2', LOG_LEVEL: 'silent', LOAD_SHEDDING_ENABLED: 'false', OBSERVABILITY_ON_GATEWAY_PORT: 'true', ...env }, registry)
   const fastify = Fastify(serverOptions(config, { logger: false }))
   // Unwrapped, as fastify/demo's tests do, so the app's decorators (mergePool, ...) are visible to the test.
   await fastify.register(fp(app), { config })

@@ -1,7 +1,7 @@
 import { createMockService } from '../../mock-services/mock-service.js'
 import type { MockSettings } from '../../mock-services/settings.js'
 import type { MockStats } from '../../mock-services/mock-service.js'
-import { UPSTREAM_NAMES, upstreamVariable, type UpstreamName } from '../../src/lib/contract/upstreams.js'
+import { UPSTREAM_NAMES, upstreamVariable, type BuiltInUpstream } from '../../src/lib/contract/upstreams.js'
 
 export interface MockHandle {
   url: string
@@ -11,13 +11,13 @@ export interface MockHandle {
 }
 
 export interface MockUpstreams {
-  mocks: Record<UpstreamName, MockHandle>
+  mocks: Record<BuiltInUpstream, MockHandle>
   /** UPSTREAM_<NAME>_URL for each mock, to pass to the gateway's config. */
   env: Record<string, string>
   /** Restores every mock's defaults and zeroes its counters. */
   reset (): Promise<void>
   /** Stats of every mock at (nearly) the same moment. */
-  allStats (): Promise<Record<UpstreamName, MockStats>>
+  allStats (): Promise<Record<BuiltInUpstream, MockStats>>
   close (): Promise<void>
 }
 
@@ -35,7 +35,7 @@ async function call (url: string, method: string, body?: unknown): Promise<unkno
 export async function startMockUpstreams (): Promise<MockUpstreams> {
   const services = UPSTREAM_NAMES.map((name) => createMockService(name))
   const urls = await Promise.all(services.map((service) => service.listen(0)))
-  const mocks = {} as Record<UpstreamName, MockHandle>
+  const mocks = {} as Record<BuiltInUpstream, MockHandle>
   const env: Record<string, string> = {}
   UPSTREAM_NAMES.forEach((name, index) => {
     const url = urls[index]!
@@ -57,7 +57,7 @@ export async function startMockUpstreams (): Promise<MockUpstreams> {
     },
     allStats: async () => {
       const stats = await Promise.all(UPSTREAM_NAMES.map((name) => mocks[name].stats()))
-      return Object.fromEntries(UPSTREAM_NAMES.map((name, index) => [name, stats[index]])) as Record<UpstreamName, MockStats>
+      return Object.fromEntries(UPSTREAM_NAMES.map((name, index) => [name, stats[index]])) as Record<BuiltInUpstream, MockStats>
     },
     close: async () => { await Promise.all(services.map((service) => service.close())) }
   }

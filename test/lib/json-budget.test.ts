@@ -1,19 +1,19 @@
 import { describe, expect, it } from 'vitest'
 import { BODY_GENERATORS } from '../../mock-services/data.js'
 import { exceedsJsonBudget, MAX_JSON_DEPTH, type JsonBudget } from '../../src/lib/merge/json-budget.js'
-import { UPSTREAM_NAMES, UPSTREAMS } from '../../src/lib/contract/upstreams.js'
+import { registry } from '../../src/lib/contract/upstreams.js'
 
 const encode = (text: string) => new TextEncoder().encode(text)
 // The widest budget the gateway uses (recommendations').
-const DEFAULT_JSON_BUDGET: JsonBudget = { maxDepth: MAX_JSON_DEPTH, maxElements: UPSTREAMS.recommendations.defaultMaxBodyElements }
+const DEFAULT_JSON_BUDGET: JsonBudget = { maxDepth: MAX_JSON_DEPTH, maxElements: Math.max(...registry.upstreams.map((upstream) => upstream.defaults.maxBodyElements)) }
 
 describe('exceedsJsonBudget', () => {
   for (const scale of [1, 10]) {
-    for (const name of UPSTREAM_NAMES) {
+    for (const { name, defaults } of registry.upstreams) {
       it(`accepts the normal ${name} body at payload scale ${scale} within its registry budgets, bytes and values, with room to spare`, () => {
-        const body = encode(JSON.stringify(BODY_GENERATORS[name]('u-1', scale)))
-        const { defaultMaxBodyBytes, defaultMaxBodyElements } = UPSTREAMS[name]
-        // At least 3× a scale-10 body (src/lib/upstreams.ts): a third of each budget must be enough for it.
+        const body = encode(JSON.stringify(BODY_GENERATORS[name]!('u-1', scale)))
+        const { maxBodyBytes: defaultMaxBodyBytes, maxBodyElements: defaultMaxBodyElements } = defaults
+        // At least 3× a scale-10 body (src/lib/contract/upstreams.ts): a third of each budget must be enough for it.
         expect(body.byteLength, `${name} bytes`).toBeLessThan(defaultMaxBodyBytes / 3)
         expect(exceedsJsonBudget(body, { maxDepth: MAX_JSON_DEPTH, maxElements: Math.floor(defaultMaxBodyElements / 3) }), name).toBeNull()
       })

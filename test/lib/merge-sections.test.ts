@@ -1,7 +1,17 @@
 import { describe, expect, it } from 'vitest'
 import { inventoryFor, loyaltyFor, ordersFor, profileFor, recommendationsFor } from '../../mock-services/data.js'
-import { mergeSections, type MergeInput, type SectionInput } from '../../src/lib/merge/merge-sections.js'
-import { UPSTREAM_NAMES, type UpstreamName } from '../../src/lib/contract/upstreams.js'
+import type { InventorySection, LoyaltySection, OrdersSection, ProfileSection, RecommendationsSection } from '../../src/lib/contract/sections.js'
+import { UPSTREAM_NAMES, type BuiltInUpstream as UpstreamName } from '../../src/lib/contract/upstreams.js'
+import type { MergeInput, SectionInput } from '../../src/lib/merge/merge-sections.js'
+import { merger } from '../helpers/merge.js'
+
+interface Sections { profile: ProfileSection, orders: OrdersSection, recommendations: RecommendationsSection, inventory: InventorySection, loyalty: LoyaltySection }
+
+/** The built-in merge, with its sections typed. */
+function mergeSections (input: MergeInput) {
+  const result = merger.merge(input)
+  return { ...result, sections: result.sections as Partial<Sections> }
+}
 
 const encode = (value: unknown) => new TextEncoder().encode(JSON.stringify(value))
 

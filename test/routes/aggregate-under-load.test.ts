@@ -95,10 +95,10 @@ describe('the merge worker pool', () => {
       // One user, so the in-process mocks generate its 10x bodies once and this test measures the gateway, not them.
       await getJson(`${gateway.origin}/aggregate/user-heavy`)
       const load = Promise.all(Array.from({ length: 30 }, () => getJson(`${gateway.origin}/aggregate/user-heavy`)))
-      await eventually(async () => gateway.mergePool.stats.queueSize > 0, 5000, 'merges to queue up')
+      await eventually(async () => gateway.mergePool.stats().queueSize > 0, 5000, 'merges to queue up')
 
       const healthTimes: number[] = []
-      while (gateway.mergePool.stats.queueSize > 0) {
+      while (gateway.mergePool.stats().queueSize > 0) {
         const startedAt = performance.now()
         const health = await fetch(`${gateway.origin}/health`)
         expect(health.status).toBe(200)
@@ -153,8 +153,8 @@ describe('the merge worker pool', () => {
       expect(dropped.length).toBeGreaterThan(0)
       expect(dropped[0]!.status).toBe(503)
       // Dropped merges never ran: the pool completed at most the others, plus its warm-up task and the first request.
-      await eventually(async () => gateway.mergePool.stats.queueSize === 0, 5000, 'the queue to drain')
-      expect(gateway.mergePool.stats.completed).toBeLessThanOrEqual(30 - dropped.length + 2)
+      await eventually(async () => gateway.mergePool.stats().queueSize === 0, 5000, 'the queue to drain')
+      expect(gateway.mergePool.stats().completed).toBeLessThanOrEqual(30 - dropped.length + 2)
     } finally {
       await gateway.close()
     }

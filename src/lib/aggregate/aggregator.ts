@@ -1,38 +1,12 @@
-import { channel } from 'node:diagnostics_channel'
+import { channels, type AggregateRequestMessage } from '../contract/events.js'
+import type { AggregateBody, Fallback, UpstreamReport, UpstreamReports } from '../contract/response.js'
+import type { FallbackPolicy, UpstreamDeclaration, UpstreamName } from '../contract/upstreams.js'
+import type { MergeInput, MergeResult, SectionInput } from '../merge/merge-sections.js'
 import { callBudgetMs, startDeadline, type Deadline } from '../resilience/deadline.js'
+import type { StaleCache } from '../resilience/stale-cache.js'
 import {
   RequiredUpstreamBusyError, RequiredUpstreamFailedError, RequiredUpstreamTimeoutError, UpstreamCallError, UserNotFoundError
 } from '../../errors.js'
-import { fallbackSteps, type FallbackPolicy } from './fallback-policy.js'
-import { mergeSections, type AggregateSections, type MergeInput, type MergeResult, type SectionInput } from '../merge/merge-sections.js'
-import type { StaleCache } from '../resilience/stale-cache.js'
-import { UPSTREAM_NAMES, UPSTREAMS, type UpstreamName } from '../contract/upstreams.js'
-
-/**
- * What happened to one upstream in one request, as the response's `meta` reports it. `merge-failed`: the call
- * answered, but the merge could not use the answer before the deadline (its thread died or ran out of time).
- */
-export type UpstreamStatus = 'ok' | 'timeout' | 'error' | 'rejected' | 'malformed' | 'cancelled' | 'merge-failed'
-export type FallbackKind = 'none' | 'stale' | 'default' | 'omitted'
-
-export interface UpstreamReport {
-  status: UpstreamStatus
-  latencyMs: number
-  fallback: FallbackKind
-  /** The upstream's HTTP status when it answered with a non-2xx one. */
-  httpStatus?: number
-}
-
-export type UpstreamReports = Record<UpstreamName, UpstreamReport>
-
-export interface AggregateBody extends AggregateSections {
-  userId: string
-  meta: { complete: boolean, durationMs: number, upstreams: UpstreamReports }
-}
-
-export type AggregateOutcome =
-  | { ok: true, body: AggregateBody, upstreams: UpstreamReports }
-  | { ok: false, error: Error, upstreams: UpstreamReports | null }
 
 /** Anything that can fetch a user's raw body from one upstream (see src/clients). */
 export interface BodyFetcher {
@@ -46,34 +20,32 @@ export interface BodyFetcher {
  */
 export interface MergeRunner {
   /** `alone`: no other aggregate is in flight, so the event loop has nothing else to do while this merge runs. */
-  (input: MergeInput, options: { signal: AbortSignal, budgetMs: number, alone: boolean }): Promise<MergeResult>
+  run (input: MergeInput, options: { signal: AbortSignal, budgetMs: number, alone: boolean }): Promise<MergeResult>
+  /** The same merge, here and now: for a degraded answer when the runner could not give one in time. */
+  runHere (input: MergeInput): MergeResult
   /** The error a merge asked for now would be refused with, or null: checked before any upstream is called. */
   refusal (budgetMs: number): Error | null
 }
 
+/** One upstream as the aggregator sees it: its declaration, settings and client. */
+export interface AggregatedUpstream {
+  readonly declaration: UpstreamDeclaration
+  readonly fallback: FallbackPolicy
+  readonly maxBodyElements: number
+  readonly fetcher: BodyFetcher
+}
+
 export interface AggregatorOptions {
-  fetchers: Record<UpstreamName, BodyFetcher>
-  fallbacks: Record<UpstreamName, FallbackPolicy>
+  upstreams: readonly AggregatedUpstream[]
   staleCache: StaleCache
   merge: MergeRunner
   deadlineMs: number
   mergeReserveMs: number
   topK: number
-  maxBodyElements: Record<UpstreamName, number>
 }
 
-/** Published on {@link AGGREGATE_REQUEST_CHANNEL} once per aggregate whose upstreams were called. */
-export interface AggregateRequestMessage {
-  userId: string
-  ok: boolean
-  durationMs: number
-  /** Time not spent waiting on the slowest upstream: what this process added (queueing, merge, hand-offs). */
-  ownMs: number
-}
-
-/** `node:diagnostics_channel` name of {@link AggregateRequestMessage}; admission subscribes to steer its limit. */
-export const AGGREGATE_REQUEST_CHANNEL = 'aggregator:request'
-const requestChannel = channel(AGGREGATE_REQUEST_CHANNEL)
+/** An aggregate that failed after its upstreams were called: the error carries what each of them did. */
+export type AggregateFailure = Error & { statusCode?: number, code?: string, upstreams?: UpstreamReports }
 
 interface CallOutcome {
   body?: Uint8Array
@@ -81,17 +53,13 @@ interface CallOutcome {
   latencyMs: number
 }
 
-const STATUS_OF_FAILURE: Record<UpstreamCallError['kind'], UpstreamStatus> = {
-  timeout: 'timeout', error: 'error', 'not-found': 'error', rejected: 'rejected', cancelled: 'cancelled'
-}
-
 const elapsedSince = (startedAt: number) => Math.round((performance.now() - startedAt) * 10) / 10
 
 /** The client-facing error for a required upstream that produced nothing usable. */
 function requiredUpstreamError (name: UpstreamName, userId: string, failure: UpstreamCallError | 'malformed'): Error {
   if (failure === 'malformed') return new RequiredUpstreamFailedError(name)
-  switch (failure.kind) {
-    case 'not-found': return new UserNotFoundError(userId)
+  if (failure.httpStatus === 404) return new UserNotFoundError(userId)
+  switch (failure.status) {
     case 'timeout': return new RequiredUpstreamTimeoutError(name)
     case 'rejected': return new RequiredUpstreamBusyError(name)
     default: return new RequiredUpstreamFailedError(name)
@@ -100,10 +68,13 @@ function requiredUpstreamError (name: UpstreamName, userId: string, failure: Ups
 
 function failureReport (outcome: CallOutcome): UpstreamReport {
   const failure = outcome.failure!
-  const report: UpstreamReport = { status: STATUS_OF_FAILURE[failure.kind], latencyMs: outcome.latencyMs, fallback: 'omitted' }
+  const report: UpstreamReport = { status: failure.status, latencyMs: outcome.latencyMs, fallback: 'omitted' }
   if (failure.httpStatus !== undefined) report.httpStatus = failure.httpStatus
   return report
 }
+
+/** Whether a policy may serve a last good value, and what comes after it. */
+const fallbackSteps = (policy: FallbackPolicy) => ({ useStale: policy.startsWith('stale'), otherwise: policy.endsWith('omit') ? 'omit' as const : 'default' as const })
 
 // A last-good body is handed back by the merge thread only when the cached one is missing or this close to expiry:
 // moving every valid body back after every merge cost hand-off work for a value that had not changed.
@@ -112,50 +83,52 @@ const STALE_REFRESH_SHARE = 0.5
 /**
  * Builds one aggregate: fans out to every upstream at once under one deadline, gives up early when a required upstream
  * fails, hands the bodies (with last-good values for the fallbacks) to the merge, and reports what each upstream did.
+ * `aggregate` returns the body or throws a coded error; either way it publishes the outcome on `aggregator:request`.
  */
 export function createAggregator (options: AggregatorOptions) {
-  const { fetchers, fallbacks, staleCache, merge, deadlineMs, mergeReserveMs, topK, maxBodyElements } = options
+  const { upstreams, staleCache, merge, deadlineMs, mergeReserveMs, topK } = options
+  const names = upstreams.map((upstream) => upstream.declaration.name)
+  const required = upstreams.filter((upstream) => upstream.declaration.required).map((upstream) => upstream.declaration.name)
+  const maxBodyElements = Object.fromEntries(upstreams.map((upstream) => [upstream.declaration.name, upstream.maxBodyElements]))
   // Decided once per upstream: whether its last good body may ever be served (never for a required one). Only those
   // bodies are cached, and only those are looked up.
-  const servesStale = Object.fromEntries(UPSTREAM_NAMES.map((name) => [
-    name, !UPSTREAMS[name].required && fallbackSteps(fallbacks[name]).useStale
-  ])) as Record<UpstreamName, boolean>
-  const requiredNames = UPSTREAM_NAMES.filter((name) => UPSTREAMS[name].required)
+  const servesStale = new Set(upstreams.filter((upstream) => !upstream.declaration.required && fallbackSteps(upstream.fallback).useStale).map((upstream) => upstream.declaration.name))
+  const otherwise = Object.fromEntries(upstreams.map((upstream) => [upstream.declaration.name, upstream.declaration.required ? 'omit' : fallbackSteps(upstream.fallback).otherwise]))
   let inFlight = 0
 
   async function fanOut (userId: string, deadline: Deadline, requestId: string) {
-    const calls = UPSTREAM_NAMES.map(async (name): Promise<CallOutcome> => {
+    const calls = upstreams.map(async ({ declaration, fetcher }): Promise<CallOutcome> => {
       const startedAt = performance.now()
       try {
-        const budgetMs = callBudgetMs(deadline, fetchers[name].timeoutMs, mergeReserveMs)
+        const budgetMs = callBudgetMs(deadline, fetcher.timeoutMs, mergeReserveMs)
         const signal = deadline.callSignal(Math.max(0, budgetMs))
-        const body = await fetchers[name].fetchBody(userId, { signal, budgetMs, requestId })
+        const body = await fetcher.fetchBody(userId, { signal, budgetMs, requestId })
         return { body, latencyMs: elapsedSince(startedAt) }
       } catch (error) {
         // A required upstream failed: the other calls are of no use any more.
-        if (UPSTREAMS[name].required) deadline.abort(new DOMException('a required upstream failed', 'AbortError'))
-        const failure = error instanceof UpstreamCallError ? error : new UpstreamCallError(name, 'error', { cause: error })
+        if (declaration.required) deadline.abort(new DOMException('a required upstream failed', 'AbortError'))
+        const failure = error instanceof UpstreamCallError ? error : new UpstreamCallError(declaration.name, 'error', { cause: error })
         return { failure, latencyMs: elapsedSince(startedAt) }
       }
     })
     const settled = await Promise.all(calls)
-    const outcomes = {} as Record<UpstreamName, CallOutcome>
-    UPSTREAM_NAMES.forEach((name, index) => { outcomes[name] = settled[index]! })
+    const outcomes: Record<UpstreamName, CallOutcome> = {}
+    names.forEach((name, index) => { outcomes[name] = settled[index]! })
     return outcomes
   }
 
   /** The merge's input: each upstream's body, and its last good one where that may be needed. */
   function mergeInput (userId: string, bodies: Partial<Record<UpstreamName, Uint8Array>>, staleWanted: (name: UpstreamName) => boolean): MergeInput {
-    const sections = {} as Record<UpstreamName, SectionInput>
+    const sections: Record<UpstreamName, SectionInput> = {}
     const returnBodies: UpstreamName[] = []
-    for (const name of UPSTREAM_NAMES) {
-      const section: SectionInput = { otherwise: fallbackSteps(fallbacks[name]).otherwise }
+    for (const name of names) {
+      const section: SectionInput = { otherwise: otherwise[name]! }
       const body = bodies[name]
       if (body) {
         section.fresh = body
-        if (servesStale[name] && staleCache.needsRefresh(name, userId, STALE_REFRESH_SHARE)) returnBodies.push(name)
+        if (servesStale.has(name) && staleCache.needsRefresh(name, userId, STALE_REFRESH_SHARE)) returnBodies.push(name)
       }
-      if (servesStale[name] && staleWanted(name)) section.stale = staleCache.get(name, userId)
+      if (servesStale.has(name) && staleWanted(name)) section.stale = staleCache.get(name, userId)
       sections[name] = section
     }
     return { userId, topK, sections, returnBodies, maxBodyElements }
@@ -167,64 +140,70 @@ export function createAggregator (options: AggregatorOptions) {
    * the first merge handed back. The common case copies no cached body.
    */
   async function mergeWithFallbacks (userId: string, outcomes: Record<UpstreamName, CallOutcome>, deadline: Deadline): Promise<MergeResult> {
-    const fresh = Object.fromEntries(UPSTREAM_NAMES.map((name) => [name, outcomes[name].body]))
-    const first = await merge(mergeInput(userId, fresh, (name) => !outcomes[name].body), { signal: deadline.signal, budgetMs: deadline.remainingMs(), alone: inFlight === 1 })
-    const replaceable = first.malformed.filter((name) => servesStale[name] && staleCache.get(name, userId) !== undefined)
+    const fresh = Object.fromEntries(names.map((name) => [name, outcomes[name]!.body]))
+    const first = await merge.run(mergeInput(userId, fresh, (name) => !outcomes[name]!.body), { signal: deadline.signal, budgetMs: deadline.remainingMs(), alone: inFlight === 1 })
+    const replaceable = first.malformed.filter((name) => servesStale.has(name) && staleCache.get(name, userId) !== undefined)
     if (replaceable.length === 0) return first
     // A merge that found a malformed body hands every valid one back, for this second merge.
     const kept = first.validFresh
-    const second = await merge(mergeInput(userId, kept, (name) => !kept[name]), { signal: deadline.signal, budgetMs: deadline.remainingMs(), alone: inFlight === 1 })
+    const second = await merge.run(mergeInput(userId, kept, (name) => !kept[name]), { signal: deadline.signal, budgetMs: deadline.remainingMs(), alone: inFlight === 1 })
     return { ...second, malformed: first.malformed }
   }
 
-  /**
-   * When the merge cannot give an answer before the deadline (its thread died, ran out of memory, or is still running),
-   * the required sections are merged here, on the loop — they are small — and every optional one gets its static
-   * fallback: the request answers 200 partial instead of wasting the fan-out it already paid for.
-   */
-  function degradedMerge (userId: string, required: Partial<Record<UpstreamName, Uint8Array>>): MergeResult {
-    return mergeSections(mergeInput(userId, required, () => false))
-  }
-
-  async function aggregate (userId: string, { signal, requestId, queuedMs = 0 }: { signal: AbortSignal, requestId: string, queuedMs?: number }): Promise<AggregateOutcome> {
+  async function aggregate (userId: string, { signal, requestId, queuedMs = 0 }: { signal: AbortSignal, requestId: string, queuedMs?: number }): Promise<AggregateBody> {
     const startedAt = performance.now()
+    let slowestCallMs = 0
+    let body: AggregateBody | undefined
+    let failure: AggregateFailure | undefined
     // The deadline counts from arrival: time spent in the admission queue is part of it.
     const budgetMs = Math.max(0, deadlineMs - queuedMs)
-    // Refuse before the fan-out, not after it: five upstream calls whose merge will be refused are pure waste, and
-    // under overload that waste is what makes goodput collapse.
-    const refused = merge.refusal(budgetMs - mergeReserveMs)
-    if (refused) return { ok: false, error: refused, upstreams: null }
     const deadline = startDeadline(budgetMs, signal)
-    let outcome: AggregateOutcome | undefined
-    let slowestCallMs = 0
     inFlight++
     try {
+      // Refuse before the fan-out, not after it: five upstream calls whose merge will be refused are pure waste, and
+      // under overload that waste is what makes goodput collapse.
+      const refused = merge.refusal(budgetMs - mergeReserveMs)
+      if (refused) throw refused
       const outcomes = await fanOut(userId, deadline, requestId)
-      for (const name of UPSTREAM_NAMES) slowestCallMs = Math.max(slowestCallMs, outcomes[name].latencyMs)
-      outcome = await mergeAndReport(userId, outcomes, deadline, startedAt)
-      return outcome
+      for (const name of names) slowestCallMs = Math.max(slowestCallMs, outcomes[name]!.latencyMs)
+      body = await mergeAndReport(userId, outcomes, deadline, startedAt)
+      return body
+    } catch (error) {
+      failure = error as AggregateFailure
+      throw error
     } finally {
       inFlight--
       deadline.release()
-      if (requestChannel.hasSubscribers) {
+      if (channels.request.hasSubscribers) {
         const durationMs = performance.now() - startedAt
-        requestChannel.publish({ userId, ok: outcome?.ok === true, durationMs, ownMs: Math.max(0, durationMs - slowestCallMs) } satisfies AggregateRequestMessage)
+        const message: AggregateRequestMessage = {
+          requestId,
+          userId,
+          statusCode: failure ? failure.statusCode ?? 500 : 200,
+          complete: body?.meta.complete === true,
+          durationMs,
+          ownMs: Math.max(0, durationMs - slowestCallMs),
+          upstreams: body?.meta.upstreams ?? failure?.upstreams ?? null
+        }
+        if (failure?.code) message.code = failure.code
+        channels.request.publish(message)
       }
     }
   }
 
-  async function mergeAndReport (userId: string, outcomes: Record<UpstreamName, CallOutcome>, deadline: Deadline, startedAt: number): Promise<AggregateOutcome> {
-    const callReports = {} as UpstreamReports
-    for (const name of UPSTREAM_NAMES) {
-      const outcome = outcomes[name]
+  async function mergeAndReport (userId: string, outcomes: Record<UpstreamName, CallOutcome>, deadline: Deadline, startedAt: number): Promise<AggregateBody> {
+    const callReports: UpstreamReports = {}
+    for (const name of names) {
+      const outcome = outcomes[name]!
       callReports[name] = outcome.failure ? failureReport(outcome) : { status: 'ok', latencyMs: outcome.latencyMs, fallback: 'none' }
     }
+    const fail = (error: AggregateFailure, upstreams: UpstreamReports) => Object.assign(error, { upstreams })
 
-    const failedRequired = requiredNames.find((name) => outcomes[name].failure)
-    if (failedRequired) return { ok: false, error: requiredUpstreamError(failedRequired, userId, outcomes[failedRequired].failure!), upstreams: callReports }
+    const failedRequired = required.find((name) => outcomes[name]!.failure)
+    if (failedRequired) throw fail(requiredUpstreamError(failedRequired, userId, outcomes[failedRequired]!.failure!), callReports)
 
     // The required bodies are small and the merge thread takes the originals: a copy stays here for a degraded merge.
-    const required = Object.fromEntries(requiredNames.map((name) => [name, outcomes[name].body!.slice()]))
+    const requiredBodies = Object.fromEntries(required.map((name) => [name, outcomes[name]!.body!.slice()]))
     let merged: MergeResult
     let mergeFailed = false
     try {
@@ -232,34 +211,32 @@ export function createAggregator (options: AggregatorOptions) {
       if (deadline.signal.aborted) throw deadline.signal.reason
       merged = await raceDeadline(mergeWithFallbacks(userId, outcomes, deadline), deadline.signal)
     } catch {
-      merged = degradedMerge(userId, required)
+      // The merge could not answer before the deadline (its thread died, ran out of memory, or is still running): the
+      // required sections are merged here, on the loop — they are small — and every optional one gets its static
+      // fallback, so the request answers 200 partial instead of wasting the fan-out it already paid for.
+      merged = merge.runHere(mergeInput(userId, requiredBodies, () => false))
       mergeFailed = true
     }
 
-    const upstreams = {} as UpstreamReports
-    for (const name of UPSTREAM_NAMES) {
-      const source = merged.sources[name]
-      let status = merged.malformed.includes(name) ? 'malformed' : callReports[name].status
-      if (mergeFailed && status === 'ok' && !requiredNames.includes(name)) status = 'merge-failed'
-      upstreams[name] = { ...callReports[name], status, fallback: source === 'fresh' ? 'none' : source }
+    const reports: UpstreamReports = {}
+    for (const name of names) {
+      const fallback: Fallback = merged.sources[name]!
+      let status = merged.malformed.includes(name) ? 'malformed' : callReports[name]!.status
+      if (mergeFailed && status === 'ok' && !required.includes(name)) status = 'merge-failed'
+      reports[name] = { ...callReports[name]!, status, fallback }
       // Only a body that went through a whole merge is kept as a last good value.
       const valid = merged.validFresh[name]
-      if (valid && servesStale[name]) staleCache.set(name, userId, valid)
+      if (valid && servesStale.has(name)) staleCache.set(name, userId, valid)
     }
 
-    const malformedRequired = requiredNames.find((name) => merged.malformed.includes(name))
-    if (malformedRequired) return { ok: false, error: requiredUpstreamError(malformedRequired, userId, 'malformed'), upstreams }
+    const malformedRequired = required.find((name) => merged.malformed.includes(name))
+    if (malformedRequired) throw fail(requiredUpstreamError(malformedRequired, userId, 'malformed'), reports)
 
-    const complete = UPSTREAM_NAMES.every((name) => upstreams[name].status === 'ok')
-    const body: AggregateBody = {
-      userId,
-      ...merged.sections,
-      meta: { complete, durationMs: elapsedSince(startedAt), upstreams }
-    }
-    return { ok: true, body, upstreams }
+    const complete = names.every((name) => reports[name]!.status === 'ok')
+    return { userId, ...merged.sections, meta: { complete, durationMs: elapsedSince(startedAt), upstreams: reports } }
   }
 
-  return { aggregate }
+  return { aggregate, names }
 }
 
 /**

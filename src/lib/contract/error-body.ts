@@ -1,27 +1,15 @@
 import { STATUS_CODES } from 'node:http'
+import Type, { type Static } from 'typebox'
 
 /** The JSON every error response carries, from the central error handler, admission or the HTTP parser alike. */
-export interface ErrorBody {
-  statusCode: number
-  code: string
-  error: string
-  message: string
-  requestId: string
-}
-
-/** {@link ErrorBody} as a JSON schema; routes reference it as `ErrorBody#` in their response schemas. */
-export const ErrorBodySchema = {
-  $id: 'ErrorBody',
-  type: 'object',
-  required: ['statusCode', 'code', 'error', 'message', 'requestId'],
-  properties: {
-    statusCode: { type: 'integer' },
-    code: { type: 'string' },
-    error: { type: 'string' },
-    message: { type: 'string' },
-    requestId: { type: 'string' }
-  }
-} as const
+export const ErrorBody = Type.Object({
+  statusCode: Type.Integer(),
+  code: Type.String({ description: 'Stable, machine-readable: AGG_ERR_…' }),
+  error: Type.String(),
+  message: Type.String(),
+  requestId: Type.String()
+}, { $id: 'ErrorBody' })
+export type ErrorBody = Static<typeof ErrorBody>
 
 /** The reason phrase of an HTTP status, as the `error` field and the status line carry it. */
 export const reasonPhrase = (statusCode: number): string => STATUS_CODES[statusCode] ?? 'Error'

@@ -1,140 +1,58 @@
-import { UPSTREAM_NAMES } from './upstreams.js'
+import Type, { type Static, type TObject, type TSchema } from 'typebox'
+import type { UpstreamRegistry } from './upstreams.js'
 
-// The response contract of GET /aggregate/:userId, as JSON Schema: validated at the door, serialised on the way out.
+/** The response contract of GET /aggregate/:userId: validated at the door, serialised on the way out, documented by OpenAPI. */
 
 export const USER_ID_PATTERN = '^[A-Za-z0-9_-]{1,64}$'
 
-export const AggregateParamsSchema = {
-  type: 'object',
-  required: ['userId'],
-  properties: { userId: { type: 'string', pattern: USER_ID_PATTERN } },
-  additionalProperties: false
-} as const
+export const AggregateParams = Type.Object({ userId: Type.String({ pattern: USER_ID_PATTERN, description: 'The user whose aggregate is wanted.' }) }, { additionalProperties: false })
+export type AggregateParams = Static<typeof AggregateParams>
+export const AggregateQuerystring = Type.Object({}, { additionalProperties: false })
 
-export const AggregateQuerystringSchema = { type: 'object', properties: {}, additionalProperties: false } as const
+/**
+ * What happened to one upstream in one request. `merge-failed`: the call answered, but the merge could not use the
+ * answer before the deadline (its thread died or ran out of time).
+ */
+export const UPSTREAM_STATUSES = ['ok', 'timeout', 'error', 'rejected', 'malformed', 'cancelled', 'merge-failed'] as const
+export const UpstreamStatus = Type.Enum(UPSTREAM_STATUSES)
+export type UpstreamStatus = Static<typeof UpstreamStatus>
 
-const nullableString = { type: ['string', 'null'] } as const
-const nullableNumber = { type: ['number', 'null'] } as const
+/** Where a section came from when not from this call's body: `none` means it did. */
+export const FALLBACKS = ['none', 'stale', 'default', 'omitted'] as const
+export const Fallback = Type.Enum(FALLBACKS)
+export type Fallback = Static<typeof Fallback>
 
-const ProfileSchema = {
-  type: 'object',
-  properties: {
-    id: { type: 'string' },
-    name: { type: 'string' },
-    email: { type: 'string' },
-    tier: { type: 'string' },
-    region: { type: 'string' },
-    createdAt: { type: 'string' },
-    preferences: {
-      type: 'object',
-      properties: {
-        currency: { type: 'string' },
-        language: { type: 'string' },
-        marketingOptIn: { type: 'boolean' },
-        favouriteCategories: { type: 'array', items: { type: 'string' } }
-      }
-    }
-  }
-} as const
+export const UpstreamReport = Type.Object({
+  status: UpstreamStatus,
+  latencyMs: Type.Number(),
+  fallback: Fallback,
+  /** The upstream's HTTP status when it answered with a non-2xx one. */
+  httpStatus: Type.Optional(Type.Integer())
+})
+export type UpstreamReport = Static<typeof UpstreamReport>
+export type UpstreamReports = Record<string, UpstreamReport>
 
-const OrdersSummarySchema = {
-  type: 'object',
-  properties: {
-    count: { type: 'integer' },
-    cancelledCount: { type: 'integer' },
-    totalSpend: { type: 'number' },
-    averageOrderValue: { type: 'number' },
-    basketSize: {
-      type: 'object',
-      properties: { mean: { type: 'number' }, median: { type: 'number' }, p90: { type: 'number' }, max: { type: 'number' } }
-    },
-    spendByMonth: {
-      type: 'array',
-      items: { type: 'object', properties: { month: { type: 'string' }, amount: { type: 'number' } } }
-    },
-    spendByCategory: {
-      type: 'array',
-      items: { type: 'object', properties: { category: { type: 'string' }, amount: { type: 'number' }, share: { type: 'number' } } }
-    },
-    lastOrderAt: nullableString
-  }
-} as const
+export const AggregateMeta = Type.Object({
+  complete: Type.Boolean({ description: 'Every section came from its upstream\'s answer to this request.' }),
+  durationMs: Type.Number(),
+  upstreams: Type.Record(Type.String(), UpstreamReport)
+})
 
-const RecommendationsSchema = {
-  type: 'array',
-  items: {
-    type: 'object',
-    properties: {
-      productId: { type: 'string' },
-      title: { type: 'string' },
-      category: { type: 'string' },
-      price: { type: 'number' },
-      score: { type: 'number' },
-      available: nullableNumber
-    }
-  }
-} as const
+/** An aggregate body: the user's id, one section per upstream (an optional one may be omitted), and what each upstream did. */
+export interface AggregateBody {
+  userId: string
+  meta: { complete: boolean, durationMs: number, upstreams: UpstreamReports }
+  [section: string]: unknown
+}
 
-const InventorySummarySchema = {
-  type: 'object',
-  properties: {
-    region: nullableString,
-    trackedProducts: { type: 'integer' },
-    inStock: { type: 'integer' },
-    outOfStock: { type: 'integer' },
-    lowStock: { type: 'integer' }
-  }
-} as const
-
-const LoyaltySummarySchema = {
-  type: 'object',
-  properties: {
-    points: { type: 'number' },
-    tier: nullableString,
-    nextTier: nullableString,
-    pointsToNextTier: nullableNumber,
-    progress: { type: 'number' },
-    lifetimeEarned: { type: 'number' },
-    recentActivity: {
-      type: 'array',
-      items: { type: 'object', properties: { at: { type: 'string' }, delta: { type: 'number' }, reason: { type: 'string' } } }
-    }
-  }
-} as const
-
-const UpstreamReportSchema = {
-  type: 'object',
-  required: ['status', 'latencyMs', 'fallback'],
-  properties: {
-    status: { type: 'string', enum: ['ok', 'timeout', 'error', 'rejected', 'malformed', 'cancelled', 'merge-failed'] },
-    latencyMs: { type: 'number' },
-    fallback: { type: 'string', enum: ['none', 'stale', 'default', 'omitted'] },
-    httpStatus: { type: 'integer' }
-  }
-} as const
-
-export const AggregateBodySchema = {
-  type: 'object',
-  required: ['userId', 'profile', 'meta'],
-  properties: {
-    userId: { type: 'string' },
-    profile: ProfileSchema,
-    orders: OrdersSummarySchema,
-    recommendations: RecommendationsSchema,
-    inventory: InventorySummarySchema,
-    loyalty: LoyaltySummarySchema,
-    meta: {
-      type: 'object',
-      required: ['complete', 'durationMs', 'upstreams'],
-      properties: {
-        complete: { type: 'boolean' },
-        durationMs: { type: 'number' },
-        upstreams: {
-          type: 'object',
-          required: [...UPSTREAM_NAMES],
-          properties: Object.fromEntries(UPSTREAM_NAMES.map((name) => [name, UpstreamReportSchema]))
-        }
-      }
-    }
-  }
-} as const
+/** The response schema of a registry's aggregate: one property per upstream's section, required for a required upstream. */
+export function aggregateBodySchema (registry: UpstreamRegistry): TObject {
+  const properties: Record<string, TSchema> = { userId: Type.String() }
+  for (const { name, required, section } of registry.upstreams) properties[name] = required ? section.schema : Type.Optional(section.schema)
+  const names = registry.upstreams.map((upstream) => upstream.name)
+  properties.meta = Type.Object({
+    ...AggregateMeta.properties,
+    upstreams: Type.Object(Object.fromEntries(names.map((name) => [name, UpstreamReport])))
+  })
+  return Type.Object(properties, { $id: 'AggregateBody', description: 'One user\'s sections, merged, with what each upstream did.' })
+}

@@ -1,15 +1,8 @@
-import { UPSTREAM_NAMES, UPSTREAMS, type UpstreamName } from '../contract/upstreams.js'
-import { EMPTY_INVENTORY_SUMMARY, summariseInventory, type InventorySummary } from './inventory-summary.js'
-import { EMPTY_LOYALTY_SUMMARY, loyaltyProgress, type LoyaltySummary } from './loyalty-progress.js'
-import { EMPTY_ORDERS_SUMMARY, summariseOrders, type OrdersSummary } from './order-statistics.js'
-import {
-  parseJson, readInventory, readLoyalty, readOrders, readProfile, readRecommendations,
-  type InventoryPayload, type LoyaltyPayload, type OrdersPayload, type ProfilePayload, type RecommendationsPayload
-} from '../contract/payloads.js'
-import { rankRecommendations, type RankedRecommendation } from './ranking.js'
-
-/** Where a section of the response came from. */
-export type SectionSource = 'fresh' | 'stale' | 'default' | 'omitted'
+import { Compile, type Validator } from 'typebox/compile'
+import type { Fallback } from '../contract/response.js'
+import type { UpstreamDeclaration, UpstreamName, UpstreamRegistry } from '../contract/upstreams.js'
+import { exceedsJsonBudget, MAX_JSON_DEPTH } from './json-budget.js'
+import { allFinite, UnusablePayloadError, type SectionBuilder, type SectionContext } from './section.js'
 
 /** What the merge gets for one upstream: this call's body, the last good one, and what to do if neither is usable. */
 export interface SectionInput {
@@ -28,15 +21,7 @@ export interface MergeInput {
   maxBodyElements?: Partial<Record<UpstreamName, number>>
 }
 
-export interface AggregateSections {
-  profile?: ProfilePayload
-  orders?: OrdersSummary
-  recommendations?: RankedRecommendation[]
-  inventory?: InventorySummary
-  loyalty?: LoyaltySummary
-}
-
-/** Work a merge did, counted across every thread (see src/lib/shared-counters.ts). */
+/** Work a merge did, counted across every thread (see src/workers/shared-counters.ts). */
 export const MERGE_WORK_COUNTERS = ['tasks', 'candidatesScored', 'bytesParsed', 'malformedBodies'] as const
 
 /** Adds one merge's work to the shared counters: the same accounting whether it ran in a worker or inline. */
@@ -48,9 +33,11 @@ export function countMergeWork (counters: { add (name: typeof MERGE_WORK_COUNTER
 }
 
 export interface MergeResult {
-  sections: AggregateSections
-  sources: Record<UpstreamName, SectionSource>
-  /** Upstreams whose fresh body was not valid JSON of the expected shape. */
+  /** The response's sections by upstream; an omitted section is absent. */
+  sections: Record<UpstreamName, unknown>
+  /** Where each section came from: its fresh body (`none`: no fallback), or a fallback. */
+  sources: Record<UpstreamName, Fallback>
+  /** Upstreams whose fresh body was not valid JSON of the expected shape, or was unusable in the merge. */
   malformed: UpstreamName[]
   /**
    * Fresh bodies that went through the whole merge, handed back so the caller can keep them as last-good values: those
@@ -60,131 +47,147 @@ export interface MergeResult {
   work: { candidatesScored: number, bytesParsed: number }
 }
 
-interface Payloads {
-  profile: ProfilePayload
-  orders: OrdersPayload
-  recommendations: RecommendationsPayload
-  inventory: InventoryPayload
-  loyalty: LoyaltyPayload
+export class MalformedPayloadError extends Error {
+  readonly code = 'AGG_ERR_MALFORMED_PAYLOAD'
+  constructor (message: string) {
+    super(message)
+    this.name = 'MalformedPayloadError'
+  }
 }
 
-const READERS: { [Name in UpstreamName]: (json: unknown) => Payloads[Name] } = {
-  profile: readProfile,
-  orders: readOrders,
-  recommendations: readRecommendations,
-  inventory: readInventory,
-  loyalty: readLoyalty
-}
+const decoder = new TextDecoder('utf-8', { fatal: true })
 
-function tryRead<Name extends UpstreamName> (name: Name, body: Uint8Array, maxElements: number): Payloads[Name] | undefined {
+/**
+ * Decodes and parses a body; broken UTF-8 or JSON, or a body over its structural budget (nesting depth, number of
+ * values: checked on the bytes before parsing, so a hostile body costs a scan, not a parse), throws
+ * {@link MalformedPayloadError}.
+ */
+export function parseJson (body: Uint8Array, maxElements = Number.POSITIVE_INFINITY): unknown {
+  const overBudget = exceedsJsonBudget(body, { maxDepth: MAX_JSON_DEPTH, maxElements })
+  if (overBudget !== null) throw new MalformedPayloadError(overBudget)
   try {
-    return READERS[name](parseJson(body, maxElements))
+    return JSON.parse(decoder.decode(body))
+  } catch {
+    throw new MalformedPayloadError('body is not valid JSON')
+  }
+}
+
+interface LoadedUpstream {
+  declaration: UpstreamDeclaration
+  validator: Validator
+  builder: SectionBuilder<unknown>
+}
+
+/** The merge of one registry: its payload validators compiled and its section modules loaded, once per thread. */
+export interface Merger {
+  readonly names: readonly UpstreamName[]
+  merge (input: MergeInput): MergeResult
+}
+
+/** `importModule` loads a section module by URL (a worker run from source passes tsx's). */
+export async function loadMerger (registry: UpstreamRegistry, importModule = async (url: string): Promise<unknown> => import(url)): Promise<Merger> {
+  const upstreams: LoadedUpstream[] = await Promise.all(registry.upstreams.map(async (declaration) => ({
+    declaration,
+    validator: Compile(declaration.payload),
+    builder: ((await importModule(declaration.section.module)) as { default: SectionBuilder<unknown> }).default
+  })))
+  return { names: upstreams.map((upstream) => upstream.declaration.name), merge: (input) => mergeSections(upstreams, input) }
+}
+
+function read (upstream: LoadedUpstream, body: Uint8Array, maxElements: number): unknown {
+  try {
+    const json = parseJson(body, maxElements)
+    return upstream.validator.Check(json) ? json : undefined
   } catch {
     return undefined
   }
 }
 
-type Built = { built: Required<AggregateSections>, candidatesScored: number } | { unusable: UpstreamName }
+type Built = { sections: Record<UpstreamName, unknown>, candidatesScored: number } | { unusable: UpstreamName }
 
-/** The sections built from the usable payloads, or which payload made its section come out non-finite. */
-function buildSections (payloads: Partial<Payloads>, topK: number): Built {
-  const { profile, orders, recommendations, inventory, loyalty } = payloads
-  const ordersSummary = orders ? summariseOrders(orders) : EMPTY_ORDERS_SUMMARY
-  if (orders && !allFinite(ordersSummary)) return { unusable: 'orders' }
-  const loyaltySummary = loyalty ? loyaltyProgress(loyalty) : EMPTY_LOYALTY_SUMMARY
-  if (loyalty && !allFinite(loyaltySummary)) return { unusable: 'loyalty' }
-  const inventorySummary = inventory ? summariseInventory(inventory) : EMPTY_INVENTORY_SUMMARY
-  const rank = (history: OrdersPayload['orders']) => recommendations
-    ? rankRecommendations({
-      candidates: recommendations.candidates,
-      orders: history,
-      stock: inventory ? new Map(inventory.items.map((item) => [item.productId, item])) : null,
-      categoryShare: new Map(ordersSummary.spendByCategory.map(({ category, share }) => [category, share])),
-      favouriteCategories: profile?.preferences.favouriteCategories ?? [],
-      topK
-    })
-    : { ranked: [], candidatesScored: 0 }
-  const { ranked, candidatesScored } = rank(orders?.orders ?? [])
-  if (!allFinite(ranked)) {
-    // A ranking goes non-finite through the candidates' numbers or the order history they are compared with: the
-    // history is to blame when the same candidates rank finitely without it.
-    const historyToBlame = orders !== undefined && allFinite(rank([]).ranked)
-    return { unusable: historyToBlame ? 'orders' : 'recommendations' }
+/** The sections, in registry order, from the usable payloads; or which payload made a section unusable. */
+function buildSections (upstreams: LoadedUpstream[], input: MergeInput, payloads: Record<UpstreamName, unknown>, sources: Record<UpstreamName, Fallback>): Built {
+  const sections: Record<UpstreamName, unknown> = {}
+  const context: SectionContext = { userId: input.userId, topK: input.topK, payloads, sections, work: { candidatesScored: 0 } }
+  for (const { declaration, builder } of upstreams) {
+    const { name } = declaration
+    if (sources[name] === 'omitted') continue
+    if (!(name in payloads)) {
+      sections[name] = declaration.section.default
+      continue
+    }
+    let section: unknown
+    try {
+      section = builder.build(payloads[name], context)
+    } catch (error) {
+      // Blame a dependency only while its payload is still in use, so every round drops something.
+      const blamed = error instanceof UnusablePayloadError ? error.upstream : name
+      return { unusable: blamed in payloads ? blamed : name }
+    }
+    if (!allFinite(section)) return { unusable: name }
+    sections[name] = section
   }
-  return {
-    built: { profile: profile!, orders: ordersSummary, recommendations: ranked, inventory: inventorySummary, loyalty: loyaltySummary },
-    candidatesScored
-  }
-}
-
-/** Whether every number in a (small) merged section is finite: a body can be valid JSON and still overflow. */
-function allFinite (value: unknown): boolean {
-  if (typeof value === 'number') return Number.isFinite(value)
-  if (typeof value !== 'object' || value === null) return true
-  if (Array.isArray(value)) return value.every(allFinite)
-  for (const key in value) if (!allFinite((value as Record<string, unknown>)[key])) return false
-  return true
+  return { sections, candidatesScored: context.work.candidatesScored }
 }
 
 /**
- * Parses every upstream body and builds the aggregate: order statistics, recommendations ranked against the order
- * history and filtered by stock, inventory and loyalty summaries. Pure and synchronous, so it runs the same in a worker
- * thread or inline; a section whose body is unusable — unparseable, the wrong shape, over its structural budget, or
- * with numbers that overflow in the merge — falls back to the stale body, then to its default or nothing.
+ * Parses and validates every upstream body and builds the aggregate's sections. Pure and synchronous, so it runs the
+ * same in a worker thread or inline; a section whose body is unusable — unparseable, the wrong shape, over its
+ * structural budget, or with numbers that overflow in the merge — falls back to the stale body, then to its default
+ * or nothing.
  */
-export function mergeSections (input: MergeInput): MergeResult {
-  const sources = {} as Record<UpstreamName, SectionSource>
+function mergeSections (upstreams: LoadedUpstream[], input: MergeInput): MergeResult {
+  const sources: Record<UpstreamName, Fallback> = {}
   const malformed: UpstreamName[] = []
-  const payloads: Partial<Payloads> = {}
+  const payloads: Record<UpstreamName, unknown> = {}
   const freshUsed: UpstreamName[] = []
   let bytesParsed = 0
-  const maxElements = (name: UpstreamName) => input.maxBodyElements?.[name] ?? UPSTREAMS[name].defaultMaxBodyElements
+  const byName = new Map(upstreams.map((upstream) => [upstream.declaration.name, upstream]))
+  const maxElements = (upstream: LoadedUpstream) => input.maxBodyElements?.[upstream.declaration.name] ?? upstream.declaration.defaults.maxBodyElements
 
-  function useFallback (name: UpstreamName, tryStale: boolean) {
-    const { stale, otherwise } = input.sections[name]
-    const payload = tryStale && stale ? tryRead(name, stale, maxElements(name)) : undefined
+  function useFallback (upstream: LoadedUpstream, tryStale: boolean) {
+    const { name } = upstream.declaration
+    const { stale, otherwise } = input.sections[name]!
+    const payload = tryStale && stale ? read(upstream, stale, maxElements(upstream)) : undefined
     if (tryStale) bytesParsed += stale?.byteLength ?? 0
     sources[name] = payload !== undefined ? 'stale' : otherwise === 'default' ? 'default' : 'omitted'
-    if (payload !== undefined) (payloads as Record<UpstreamName, unknown>)[name] = payload
+    if (payload !== undefined) payloads[name] = payload
     else delete payloads[name]
   }
 
-  for (const name of UPSTREAM_NAMES) {
-    const { fresh } = input.sections[name]
+  for (const upstream of upstreams) {
+    const { name } = upstream.declaration
+    const { fresh } = input.sections[name]!
     bytesParsed += fresh?.byteLength ?? 0
-    const payload = fresh && tryRead(name, fresh, maxElements(name))
+    const payload = fresh && read(upstream, fresh, maxElements(upstream))
     if (payload !== undefined) {
-      sources[name] = 'fresh'
+      sources[name] = 'none'
       freshUsed.push(name)
-      ;(payloads as Record<UpstreamName, unknown>)[name] = payload
+      payloads[name] = payload
     } else {
       if (fresh) malformed.push(name)
-      useFallback(name, true)
+      useFallback(upstream, true)
     }
   }
 
-  // Each round drops one payload whose section overflowed and builds again; a stale value that overflows too is
-  // dropped for good. At most two rounds per upstream.
-  let result = buildSections(payloads, input.topK)
+  // Each round drops one payload whose section came out unusable and builds again; a stale value that is unusable too
+  // is dropped for good. At most two rounds per upstream.
+  let result = buildSections(upstreams, input, payloads, sources)
   while ('unusable' in result) {
     const name = result.unusable
-    if (sources[name] === 'fresh') {
+    if (sources[name] === 'none') {
       malformed.push(name)
       freshUsed.splice(freshUsed.indexOf(name), 1)
-      useFallback(name, true)
+      useFallback(byName.get(name)!, true)
     } else {
-      useFallback(name, false)
+      useFallback(byName.get(name)!, false)
     }
-    result = buildSections(payloads, input.topK)
+    result = buildSections(upstreams, input, payloads, sources)
   }
 
-  const sections: AggregateSections = {}
-  for (const name of UPSTREAM_NAMES) {
-    if (sources[name] !== 'omitted') (sections as Record<UpstreamName, unknown>)[name] = result.built[name]
-  }
   const validFresh: MergeResult['validFresh'] = {}
   for (const name of freshUsed) {
-    if (malformed.length > 0 || input.returnBodies?.includes(name) === true) validFresh[name] = input.sections[name].fresh!
+    if (malformed.length > 0 || input.returnBodies?.includes(name) === true) validFresh[name] = input.sections[name]!.fresh!
   }
-  return { sections, sources, malformed, validFresh, work: { candidatesScored: result.candidatesScored, bytesParsed } }
+  return { sections: result.sections, sources, malformed, validFresh, work: { candidatesScored: result.candidatesScored, bytesParsed } }
 }

@@ -1,15 +1,6 @@
 import { EMBEDDING_DIMENSIONS, productEmbedding } from '../contract/product-embedding.js'
 import type { Candidate, Order, StockLevel } from '../contract/payloads.js'
-
-export interface RankedRecommendation {
-  productId: string
-  title: string
-  category: string
-  price: number
-  score: number
-  /** Units in stock, or null when inventory was unavailable and stock could not be checked. */
-  available: number | null
-}
+import type { RankedRecommendation } from '../contract/sections.js'
 
 export interface RankingInput {
   candidates: Candidate[]

@@ -2,20 +2,24 @@ import pLimit from 'p-limit'
 
 /** Thrown when a call is refused without being run: the queue is full, or the wait would outlast the caller's budget. */
 export class BulkheadRejectedError extends Error {
+  readonly code = 'AGG_ERR_BULKHEAD_REJECTED'
   constructor (readonly reason: 'queue-full' | 'wait-exceeds-budget') {
     super(`bulkhead rejected the call: ${reason}`)
     this.name = 'BulkheadRejectedError'
   }
 }
 
-export interface BulkheadState {
-  readonly active: number
-  readonly queued: number
-  readonly concurrency: number
-  readonly maxQueue: number
+export interface BulkheadStats {
+  active: number
+  queued: number
+  concurrency: number
+  maxQueue: number
 }
 
-export interface Bulkhead extends BulkheadState {
+export interface Bulkhead {
+  readonly active: number
+  readonly queued: number
+  stats (): BulkheadStats
   /** Why a call made now with `budgetMs` to spare would be refused, or null if it would be admitted. */
   refusal (budgetMs: number): BulkheadRejectedError['reason'] | null
   /**
@@ -91,7 +95,6 @@ export function createBulkhead ({ concurrency, maxQueue }: { concurrency: number
     refusal,
     get active () { return limit.activeCount },
     get queued () { return queued },
-    concurrency,
-    maxQueue
+    stats: () => ({ active: limit.activeCount, queued, concurrency, maxQueue })
   }
 }

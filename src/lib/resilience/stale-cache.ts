@@ -1,15 +1,14 @@
 import { LRUCache } from 'lru-cache'
-import type { UpstreamName } from '../contract/upstreams.js'
 
 /**
- * The last good body of each (upstream, user), kept so a failing optional upstream can be answered with its last
- * known value. Bounded three ways: entries, total bytes and age.
+ * The last good body of each (source, key) — for the gateway, (upstream, user) — kept so a failing source can be
+ * answered with its last known value. Bounded three ways: entries, total bytes and age.
  */
 export interface StaleCache {
-  get (upstream: UpstreamName, userId: string): Uint8Array | undefined
-  set (upstream: UpstreamName, userId: string, body: Uint8Array): void
+  get (source: string, key: string): Uint8Array | undefined
+  set (source: string, key: string, body: Uint8Array): void
   /** Whether the entry is missing, or has less than `share` of its time to live left: worth replacing. */
-  needsRefresh (upstream: UpstreamName, userId: string, share: number): boolean
+  needsRefresh (source: string, key: string, share: number): boolean
   readonly size: number
   readonly bytes: number
 }
@@ -27,11 +26,11 @@ export function createStaleCache ({ maxEntries, maxBytes, ttlMs }: { maxEntries:
     ttl: ttlMs,
     ttlAutopurge: false
   })
-  const key = (upstream: UpstreamName, userId: string) => `${upstream}\u0000${userId}`
+  const entry = (source: string, key: string) => `${source}\u0000${key}`
   return {
-    get: (upstream, userId) => cache.get(key(upstream, userId)),
-    set: (upstream, userId, body) => { cache.set(key(upstream, userId), body) },
-    needsRefresh: (upstream, userId, share) => cache.getRemainingTTL(key(upstream, userId)) < ttlMs * share,
+    get: (source, key) => cache.get(entry(source, key)),
+    set: (source, key, body) => { cache.set(entry(source, key), body) },
+    needsRefresh: (source, key, share) => cache.getRemainingTTL(entry(source, key)) < ttlMs * share,
     get size () { return cache.size },
     get bytes () { return cache.calculatedSize }
   }

@@ -1,5 +1,4 @@
-import type { UpstreamReports, UpstreamStatus } from '../aggregate/aggregator.js'
-import { UPSTREAM_NAMES, type UpstreamName } from '../contract/upstreams.js'
+import type { UpstreamReports, UpstreamStatus } from '../contract/response.js'
 
 // Rolling statistics for the live dashboard, in the manner of Hystrix's rolling windows: a ring of quarter-second
 // buckets; rates and percentiles over the last few seconds; health from the last second, so a failing upstream shows
@@ -119,8 +118,8 @@ function summarise (ring: ReturnType<typeof createRing>, nowSlot: number, window
 /**
  * Rolling statistics of aggregate requests and of each upstream's calls.
  */
-export function createLiveStats ({ windowSeconds = 10, clock = () => Date.now() } = {}) {
-  const upstreams = Object.fromEntries(UPSTREAM_NAMES.map((name) => [name, createRing()])) as Record<UpstreamName, ReturnType<typeof createRing>>
+export function createLiveStats (upstreamNames: readonly string[], { windowSeconds = 10, clock = () => Date.now() } = {}) {
+  const upstreams = Object.fromEntries(upstreamNames.map((name) => [name, createRing()]))
   const requests = createRing()
   const shed = createRing()
   const currentSlot = () => Math.floor(clock() / BUCKET_MS)
@@ -132,9 +131,9 @@ export function createLiveStats ({ windowSeconds = 10, clock = () => Date.now() 
       const now = currentSlot()
       requests.record(now, statusCode >= 500 ? 'error' : 'ok', durationMs, partial)
       if (!reports) return
-      for (const name of UPSTREAM_NAMES) {
-        const { status, latencyMs, fallback } = reports[name]
-        upstreams[name].record(now, status, latencyMs, fallback !== 'none')
+      for (const name of upstreamNames) {
+        const { status, latencyMs, fallback } = reports[name]!
+        upstreams[name]!.record(now, status, latencyMs, fallback !== 'none')
       }
     },
     recordShed () {
@@ -148,7 +147,7 @@ export function createLiveStats ({ windowSeconds = 10, clock = () => Date.now() 
         // For requests, "fallbackRate" is the share of partial 200s.
         requests: { rate: requestStats.rate, p50Ms: requestStats.p50Ms, p99Ms: requestStats.p99Ms, errorRate: requestStats.errorRate, partialRate: requestStats.fallbackRate },
         shedRate: Math.round((shed.window(now, windowSeconds * BUCKETS_PER_SECOND).calls / windowSeconds) * 10) / 10,
-        upstreams: Object.fromEntries(UPSTREAM_NAMES.map((name) => [name, summarise(upstreams[name], now, windowSeconds)])) as Record<UpstreamName, StreamStats>
+        upstreams: Object.fromEntries(upstreamNames.map((name) => [name, summarise(upstreams[name]!, now, windowSeconds)])) as Record<string, StreamStats>
       }
     }
   }

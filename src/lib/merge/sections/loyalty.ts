@@ -1,30 +1,11 @@
-import type { LoyaltyEvent, LoyaltyPayload } from '../contract/payloads.js'
-
-export interface LoyaltySummary {
-  points: number
-  tier: string | null
-  nextTier: string | null
-  pointsToNextTier: number | null
-  /** Progress from the current tier's threshold to the next one, 0..1 (1 at the top tier). */
-  progress: number
-  lifetimeEarned: number
-  recentActivity: LoyaltyEvent[]
-}
-
-export const EMPTY_LOYALTY_SUMMARY: LoyaltySummary = Object.freeze({
-  points: 0,
-  tier: null,
-  nextTier: null,
-  pointsToNextTier: null,
-  progress: 0,
-  lifetimeEarned: 0,
-  recentActivity: Object.freeze([]) as unknown as LoyaltyEvent[]
-})
+import type { LoyaltyPayload } from '../../contract/payloads.js'
+import type { LoyaltySection } from '../../contract/sections.js'
+import type { SectionBuilder } from '../section.js'
 
 const RECENT_ACTIVITY = 5
 
 /** Where the user stands in the tier ladder, what they earned in total, and their latest activity. */
-export function loyaltyProgress ({ points, tier, tiers, history }: LoyaltyPayload): LoyaltySummary {
+export function loyaltyProgress ({ points, tier, tiers, history }: LoyaltyPayload): LoyaltySection {
   const ladder = [...tiers].sort((left, right) => left.threshold - right.threshold)
   const nextIndex = ladder.findIndex((step) => step.threshold > points)
   const next = nextIndex === -1 ? undefined : ladder[nextIndex]
@@ -40,3 +21,6 @@ export function loyaltyProgress ({ points, tier, tiers, history }: LoyaltyPayloa
     recentActivity: [...history].sort((left, right) => right.at.localeCompare(left.at)).slice(0, RECENT_ACTIVITY)
   }
 }
+
+const loyaltySection: SectionBuilder<LoyaltyPayload, LoyaltySection> = { build: loyaltyProgress }
+export default loyaltySection

@@ -1,17 +1,23 @@
-import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import underPressure, { type FastifyUnderPressureOptions } from '@fastify/under-pressure'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { AGGREGATE_REQUEST_CHANNEL, type AggregateRequestMessage } from '../lib/aggregate/aggregator.js'
-import { createAdmission, type ShedReason } from '../lib/overload/admission.js'
+import { OverloadedError } from '../errors.js'
 import { errorBody } from '../lib/contract/error-body.js'
+import { channels, type AdmissionMessage, type AggregateRequestMessage, type ShedMessage } from '../lib/contract/events.js'
 import { requestIdFor } from '../lib/contract/request-id.js'
+import { createAdmission, type AdmissionStats, type ShedReason } from '../lib/overload/admission.js'
+import { startEventLoopSampler, type EventLoopSampler } from '../lib/overload/event-loop-sampler.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
     admission: {
       /** How long this request waited in the admission queue, in ms (0 when admitted at once or not gated). */
       queuedMs (request: IncomingMessage): number
+      /** The adaptive limit and its queue; null when admission is off. */
+      stats (): AdmissionStats | null
     }
+    eventLoop: EventLoopSampler
   }
 }
 
@@ -24,14 +30,20 @@ const SHED_MESSAGES: Record<ShedReason, string> = {
 }
 const SUMMARY_INTERVAL_MS = 10_000
 
+const publishShed = (reason: string) => { if (channels.shed.hasSubscribers) channels.shed.publish({ reason } satisfies ShedMessage) }
+
 /**
- * Admits aggregates through an adaptive concurrency limit and a CoDel queue (src/lib/overload/admission.ts), and
+ * Overload protection, in two layers. First, admission: aggregates go through an adaptive concurrency limit and a CoDel queue (src/lib/overload/admission.ts), and
  * answers the rest with a 503 written straight to the socket. It wraps the HTTP server's request listener, ahead of
  * Fastify: a rejection that went through routing, hooks, the error handler and a log line cost ~140 µs of main-thread
  * CPU, enough for a retry storm to eat the capacity it was turned away to protect. Sheds are counted, and logged as a
  * summary every 10 s instead of a line each.
+ * Behind it, the backstop (@fastify/under-pressure): while the process is over a hard limit — event-loop delay,
+ * event-loop utilisation (per sample interval, not since boot: under-pressure#294), heap or RSS — every request but
+ * the health and observability routes gets 503 with Retry-After. Admission keeps the process off these limits; the
+ * backstop catches what it cannot see, such as memory.
  */
-export default fp(async function admission (fastify) {
+export default fp(async function overload (fastify) {
   const settings = fastify.config.admission
   const { retryAfterSeconds } = fastify.config.loadShedding
   const server = fastify.server
@@ -39,13 +51,12 @@ export default fp(async function admission (fastify) {
   const queued = new WeakMap<IncomingMessage, number>()
   const controller = settings.enabled ? createAdmission(settings) : null
 
-  fastify.decorate('admission', { queuedMs: (request: IncomingMessage) => queued.get(request) ?? 0 })
-  fastify.telemetry.setAdmissionStateSource(() => controller?.stats() ?? null)
+  fastify.decorate('admission', { queuedMs: (request: IncomingMessage) => queued.get(request) ?? 0, stats: () => controller?.stats() ?? null })
 
   const shedSinceSummary: Record<ShedReason, number> = { 'queue-full': 0, 'queue-timeout': 0 }
   function shed (request: IncomingMessage, response: ServerResponse, reason: ShedReason) {
     shedSinceSummary[reason]++
-    fastify.telemetry.recordShed(SHED_METRIC_REASONS[reason])
+    publishShed(SHED_METRIC_REASONS[reason])
     writeError(request, response, 503, 'AGG_ERR_OVERLOADED', SHED_MESSAGES[reason], ['retry-after', String(retryAfterSeconds)])
   }
 
@@ -68,7 +79,7 @@ export default fp(async function admission (fastify) {
       response.once('close', controller.leave)
       if (waitedMs > 0) {
         queued.set(request, waitedMs)
-        fastify.telemetry.recordQueueWait(waitedMs)
+        if (channels.admission.hasSubscribers) channels.admission.publish({ waitedMs } satisfies AdmissionMessage)
       }
       fastifyListener(request, response)
     }, (reason) => {
@@ -82,7 +93,7 @@ export default fp(async function admission (fastify) {
 
   // Own time of every finished aggregate, as the aggregator publishes it: what steers the limit.
   const onAggregate = (message: unknown) => { controller?.recordOwnTime((message as AggregateRequestMessage).ownMs) }
-  if (controller !== null) subscribe(AGGREGATE_REQUEST_CHANNEL, onAggregate)
+  if (controller !== null) channels.request.subscribe(onAggregate)
 
   const summary = setInterval(() => {
     const total = shedSinceSummary['queue-full'] + shedSinceSummary['queue-timeout']
@@ -95,10 +106,15 @@ export default fp(async function admission (fastify) {
 
   fastify.addHook('onClose', async () => {
     clearInterval(summary)
-    if (controller !== null) unsubscribe(AGGREGATE_REQUEST_CHANNEL, onAggregate)
+    if (controller !== null) channels.request.unsubscribe(onAggregate)
     controller?.stop()
   })
-}, { name: 'admission', dependencies: ['config', 'telemetry'] })
+
+  const sampler = startEventLoopSampler()
+  fastify.decorate('eventLoop', sampler)
+  fastify.addHook('onClose', async () => { sampler.stop() })
+  await registerBackstop(fastify, sampler)
+}, { name: 'overload', dependencies: ['http'] })
 
 /** An error in the documented JSON shape, written without Fastify: no routing, no hooks, no per-request log line. */
 function writeError (request: IncomingMessage, response: ServerResponse, statusCode: number, code: string, message: string, extraHeaders: string[]) {
@@ -111,4 +127,39 @@ function writeError (request: IncomingMessage, response: ServerResponse, statusC
     ...extraHeaders
   ])
   response.end(body)
+}
+
+async function registerBackstop (fastify: FastifyInstance, sampler: EventLoopSampler) {
+  const settings = fastify.config.loadShedding
+  if (!settings.enabled) {
+    fastify.decorate('isUnderPressure', () => false)
+    return
+  }
+  // The event loop is judged from the process's one sampler (src/lib/overload/event-loop-sampler.ts), through
+  // under-pressure's health check; under-pressure itself checks memory.
+  let eventLoopReason = ''
+  const eventLoopHealthy = async () => {
+    const { meanMs } = sampler.lag(settings.sampleIntervalMs)
+    eventLoopReason = settings.maxEventLoopDelayMs > 0 && meanMs > settings.maxEventLoopDelayMs
+      ? 'eventLoopDelay'
+      : settings.maxEventLoopUtilization > 0 && sampler.utilization() > settings.maxEventLoopUtilization ? 'eventLoopUtilization' : ''
+    return eventLoopReason === ''
+  }
+  // The 503 is OverloadedError's own status, and the central error handler adds Retry-After to every 503.
+  const turnAway = (type: string) => {
+    publishShed(type === 'healthCheck' ? eventLoopReason : type)
+    return new OverloadedError()
+  }
+
+  await fastify.register(underPressure, {
+    healthCheck: eventLoopHealthy,
+    healthCheckInterval: settings.sampleIntervalMs,
+    maxHeapUsedBytes: settings.maxHeapUsedBytes,
+    maxRssBytes: settings.maxRssBytes,
+    sampleInterval: settings.sampleIntervalMs,
+    exposeStatusRoute: false,
+    // under-pressure sends whatever the handler returns (README: "any other return value ... will be sent"); its types
+    // only say void.
+    pressureHandler: ((_request: FastifyRequest, _reply: FastifyReply, type: string) => turnAway(type)) as unknown as FastifyUnderPressureOptions['pressureHandler']
+  })
 }

@@ -1,39 +1,14 @@
-import type { OrdersPayload } from '../contract/payloads.js'
-
-export interface OrdersSummary {
-  count: number
-  cancelledCount: number
-  totalSpend: number
-  averageOrderValue: number
-  basketSize: { mean: number, median: number, p90: number, max: number }
-  spendByMonth: Array<{ month: string, amount: number }>
-  spendByCategory: Array<{ category: string, amount: number, share: number }>
-  lastOrderAt: string | null
-}
-
-export const EMPTY_ORDERS_SUMMARY: OrdersSummary = Object.freeze({
-  count: 0,
-  cancelledCount: 0,
-  totalSpend: 0,
-  averageOrderValue: 0,
-  basketSize: Object.freeze({ mean: 0, median: 0, p90: 0, max: 0 }),
-  spendByMonth: Object.freeze([]) as unknown as OrdersSummary['spendByMonth'],
-  spendByCategory: Object.freeze([]) as unknown as OrdersSummary['spendByCategory'],
-  lastOrderAt: null
-})
+import type { OrdersPayload } from '../../contract/payloads.js'
+import type { OrdersSection } from '../../contract/sections.js'
+import { percentile } from '../../percentile.js'
+import type { SectionBuilder } from '../section.js'
 
 const cents = (amount: number) => Math.round(amount * 100) / 100
-
-/** Nearest-rank percentile of an ascending array. */
-function percentile (sorted: number[], fraction: number): number {
-  if (sorted.length === 0) return 0
-  return sorted[Math.min(sorted.length - 1, Math.ceil(fraction * sorted.length) - 1)] ?? 0
-}
 
 /**
  * Spend by month and by category, basket sizes and order value over the orders that were not cancelled.
  */
-export function summariseOrders ({ orders }: OrdersPayload): OrdersSummary {
+export function summariseOrders ({ orders }: OrdersPayload): OrdersSection {
   const byMonth = new Map<string, number>()
   const byCategory = new Map<string, number>()
   const basketSizes: number[] = []
@@ -80,3 +55,6 @@ export function summariseOrders ({ orders }: OrdersPayload): OrdersSummary {
     lastOrderAt
   }
 }
+
+const ordersSection: SectionBuilder<OrdersPayload, OrdersSection> = { build: summariseOrders }
+export default ordersSection

@@ -1,0 +1,25 @@
+/**
+ * The path of one upstream call, as a pipeline of steps around the transport (the way undici composes interceptors):
+ * each step gets the call and the next step, and may answer, refuse, wait, retry or translate errors. A resilience
+ * policy is one more step, not an edit across files.
+ */
+
+export interface UpstreamCall {
+  readonly userId: string
+  /** Aborts the call: its own budget, the request deadline, client disconnect, or the fan-out giving up. */
+  readonly signal: AbortSignal
+  /** The most this call may take, queue wait included. */
+  readonly budgetMs: number
+  readonly requestId: string
+}
+
+/** A stage that answers a call with the upstream's raw body, or throws an `UpstreamCallError`. */
+export type CallHandler = (call: UpstreamCall) => Promise<Uint8Array>
+
+/** Wraps the next handler. */
+export type CallStep = (next: CallHandler) => CallHandler
+
+/** `steps[0]` runs first and `transport` last. */
+export function composeSteps (steps: readonly CallStep[], transport: CallHandler): CallHandler {
+  return steps.reduceRight<CallHandler>((next, step) => step(next), transport)
+}
