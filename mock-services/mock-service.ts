@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { LRUCache } from 'lru-cache'
+import { hashString, seededRandom } from '../src/lib/contract/seeded-random.js'
 import { registry, type UpstreamDeclaration } from '../src/lib/contract/upstreams.js'
 import { BODY_GENERATORS } from './data.js'
 import { BUILT_IN_DEFAULTS, updateSettings, type MockSettings } from './settings.js'
@@ -14,6 +15,8 @@ export interface MockStats {
   completed: number
   /** Connections the mock destroyed itself (`reset` mode). */
   resets: number
+  /** Requests that waited tailLatencyMs instead of latencyMs (counted when drawn; such a request may still abort). */
+  tail: number
   lastRequestId: string | null
   lastDeadlineMs: number | null
 }
@@ -81,7 +84,7 @@ function floodHeaders (): string[] {
 }
 
 const emptyStats = (inFlight = 0): MockStats => ({
-  requests: 0, inFlight, maxInFlight: inFlight, aborted: 0, completed: 0, resets: 0, lastRequestId: null, lastDeadlineMs: null
+  requests: 0, inFlight, maxInFlight: inFlight, aborted: 0, completed: 0, resets: 0, tail: 0, lastRequestId: null, lastDeadlineMs: null
 })
 
 function sendJson (response: ServerResponse, status: number, body: unknown, extraHeaders: Record<string, string> = {}) {
@@ -113,7 +116,8 @@ function readBody (request: IncomingMessage): Promise<string> {
  * `/__control`, to be slow, flaky, hang, send broken JSON, trickle its body or reset the connection, or to be hostile:
  * a huge body of nested arrays (`nested`), amounts that overflow in arithmetic (`overflow`), or 10,000 response
  * headers (`header-flood`). With `modeUserPrefix`, the fault mode and failureRate hit only the users whose id starts
- * with it, so hostile and normal callers can share one mock.
+ * with it, so hostile and normal callers can share one mock. With `tailRate`, that share of requests waits
+ * `tailLatencyMs` instead of `latencyMs`: a long latency tail, for every user.
  */
 export function createMockService (upstream: string | MockUpstream, defaults: MockSettings = BUILT_IN_DEFAULTS): MockService {
   const { declaration, generate } = typeof upstream === 'string' ? builtInMock(upstream) : upstream
@@ -121,6 +125,10 @@ export function createMockService (upstream: string | MockUpstream, defaults: Mo
   const resourcePath = resourcePattern(declaration.path)
   let settings = { ...defaults }
   let stats = emptyStats()
+  // Which requests are in the tail: a seeded sequence, restarted whenever the settings change, so a run that sets them
+  // and then sends the same requests gets the same tail. Seeded by name: the five mocks do not all tail on the same call.
+  const tailSeed = hashString(`tail:${name}`)
+  let tailRandom = seededRandom(tailSeed)
   // Generating a 10x body costs milliseconds; the mock should measure the gateway, not itself.
   const bodies = new LRUCache<string, Buffer>({ maxSize: 64 * 1024 * 1024, sizeCalculation: (body) => body.length })
   // The same for every request and user, and up to 64 MiB: one copy, rebuilt only when hostileBytes changes.
@@ -147,6 +155,7 @@ export function createMockService (upstream: string | MockUpstream, defaults: Mo
     if (request.method === 'GET') return sendJson(response, 200, settings)
     if (request.method === 'DELETE') {
       settings = { ...defaults }
+      tailRandom = seededRandom(tailSeed)
       return sendJson(response, 200, settings)
     }
     if (request.method !== 'PUT') return sendJson(response, 405, { error: 'use GET, PUT or DELETE' }, { allow: 'GET, PUT, DELETE' })
@@ -159,6 +168,7 @@ export function createMockService (upstream: string | MockUpstream, defaults: Mo
     const result = updateSettings(settings, update)
     if ('problems' in result) return sendJson(response, 400, { error: 'invalid settings', problems: result.problems })
     settings = result.settings
+    tailRandom = seededRandom(tailSeed)
     return sendJson(response, 200, settings)
   }
 
@@ -228,7 +238,11 @@ export function createMockService (upstream: string | MockUpstream, defaults: Mo
         }
       }, TRICKLE_INTERVAL_MS)
     }
-    const delay = current.latencyMs + Math.random() * current.jitterMs
+    // One draw per answered request, whatever the rate, so the nth request's draw does not depend on earlier settings.
+    const tail = tailRandom() < current.tailRate
+    if (tail) stats.tail++
+    // The same timer as any other wait: a client that leaves during a tail wait clears it and is counted as aborted.
+    const delay = (tail ? current.tailLatencyMs : current.latencyMs) + Math.random() * current.jitterMs
     if (delay > 0) timer = setTimeout(answer, delay)
     else answer()
   }

@@ -9,6 +9,13 @@ export interface MockSettings {
   latencyMs: number
   /** Up to this much extra delay, uniformly random. */
   jitterMs: number
+  /**
+   * Probability (0..1) that a request waits tailLatencyMs instead of latencyMs (jitter still applies): a long tail, for
+   * every user. Drawn from a seeded sequence, so the same requests in the same order get the same tail.
+   */
+  tailRate: number
+  /** Base delay of a tail request, in whole milliseconds. */
+  tailLatencyMs: number
   /** Probability (0..1) of answering 500 instead. */
   failureRate: number
   /** Multiplies the list sizes of every body. */
@@ -27,16 +34,22 @@ export interface MockSettings {
 const DEFAULT_HOSTILE_BYTES = 8 * 1024 * 1024 - 1024
 
 export const BUILT_IN_DEFAULTS: MockSettings = Object.freeze({
-  latencyMs: 0, jitterMs: 0, failureRate: 0, payloadScale: 1, hostileBytes: DEFAULT_HOSTILE_BYTES, mode: 'normal', modeUserPrefix: ''
+  latencyMs: 0, jitterMs: 0, tailRate: 0, tailLatencyMs: 0, failureRate: 0, payloadScale: 1, hostileBytes: DEFAULT_HOSTILE_BYTES, mode: 'normal', modeUserPrefix: ''
 })
 
-const LIMITS = {
+type NumericSetting = { [Key in keyof MockSettings]: MockSettings[Key] extends number ? Key : never }[keyof MockSettings]
+
+// Every numeric setting has bounds (the type says so). `integer`: whole numbers only.
+const LIMITS: Record<NumericSetting, { min: number, max: number, integer?: boolean }> = {
   latencyMs: { min: 0, max: 600_000 },
   jitterMs: { min: 0, max: 600_000 },
+  tailRate: { min: 0, max: 1 },
+  tailLatencyMs: { min: 0, max: 600_000, integer: true },
   failureRate: { min: 0, max: 1 },
   payloadScale: { min: 0.01, max: 100 },
   hostileBytes: { min: 1024, max: 64 * 1024 * 1024 }
-} as const
+}
+const isNumericSetting = (key: string): key is NumericSetting => Object.hasOwn(LIMITS, key)
 
 const USER_PREFIX = /^[A-Za-z0-9_-]{0,64}$/
 
@@ -55,10 +68,11 @@ export function updateSettings (current: MockSettings, update: unknown): { setti
     } else if (key === 'modeUserPrefix') {
       if (typeof value === 'string' && USER_PREFIX.test(value)) next.modeUserPrefix = value
       else problems.push('modeUserPrefix must be a string of at most 64 characters from A-Z, a-z, 0-9, _ and -')
-    } else if (key in LIMITS) {
-      const { min, max } = LIMITS[key as keyof typeof LIMITS]
-      if (typeof value === 'number' && Number.isFinite(value) && value >= min && value <= max) next[key as keyof typeof LIMITS] = value
-      else problems.push(`${key} must be a number from ${min} to ${max}`)
+    } else if (isNumericSetting(key)) {
+      const { min, max, integer = false } = LIMITS[key]
+      const valid = typeof value === 'number' && (integer ? Number.isInteger(value) : Number.isFinite(value)) && value >= min && value <= max
+      if (valid) next[key] = value
+      else problems.push(`${key} must be ${integer ? 'an integer' : 'a number'} from ${min} to ${max}`)
     } else {
       problems.push(`unknown setting ${JSON.stringify(key)}`)
     }
@@ -69,7 +83,15 @@ export function updateSettings (current: MockSettings, update: unknown): { setti
 /** Defaults for a mock process, from `MOCK_*` environment variables, validated like a PUT. */
 export function settingsFromEnvironment (env: NodeJS.ProcessEnv, base: MockSettings = BUILT_IN_DEFAULTS): MockSettings {
   const update: Record<string, unknown> = {}
-  const numeric = { MOCK_LATENCY_MS: 'latencyMs', MOCK_JITTER_MS: 'jitterMs', MOCK_FAILURE_RATE: 'failureRate', MOCK_PAYLOAD_SCALE: 'payloadScale', MOCK_HOSTILE_BYTES: 'hostileBytes' }
+  const numeric = {
+    MOCK_LATENCY_MS: 'latencyMs',
+    MOCK_JITTER_MS: 'jitterMs',
+    MOCK_TAIL_RATE: 'tailRate',
+    MOCK_TAIL_LATENCY_MS: 'tailLatencyMs',
+    MOCK_FAILURE_RATE: 'failureRate',
+    MOCK_PAYLOAD_SCALE: 'payloadScale',
+    MOCK_HOSTILE_BYTES: 'hostileBytes'
+  }
   for (const [variable, key] of Object.entries(numeric)) {
     if (env[variable] !== undefined && env[variable] !== '') update[key] = Number(env[variable])
   }
