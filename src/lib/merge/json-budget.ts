@@ -16,7 +16,7 @@ export interface JsonBudget {
 
 /**
  * The nesting every upstream body is held to: at payload scale 10 the deepest (orders) is 5 deep, while a hostile
- * `[[[[…` nests millions deep. The element budgets are per upstream, in the registry (src/lib/upstreams.ts).
+ * `[[[[…` nests millions deep. The element budgets are per upstream, in the registry (src/lib/contract/upstreams.ts).
  */
 export const MAX_JSON_DEPTH = 16
 
