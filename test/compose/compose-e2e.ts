@@ -1,18 +1,22 @@
 import { execFileSync, spawnSync, type SpawnSyncReturns } from 'node:child_process'
 import { strict as assert } from 'node:assert'
-import { dirname, join } from 'node:path'
+import { basename, dirname, join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 
 // End-to-end test of the compose stack, for real: build the images, start gateway + five mocks, exercise the gateway
 // through 127.0.0.1:3000, stop it with SIGTERM while a request is in flight, and check it drained and exited 0.
-// Works with `docker compose` (v2) and `docker-compose` (v1.29). Tears everything down even when a step fails.
+// Works with `docker compose` (v2) and `docker-compose` (v1.29). Tears everything down, images included, even when a
+// step fails.
 // Run: npm run test:compose
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '../..')
-const project = `aggregator-e2e-${process.pid}`
+// Unique per checkout and run: the project name also names the images (docker-compose.yml), so two checkouts or two
+// runs on one Docker host never share containers, networks or images.
+const checkout = basename(root).toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 24)
+const project = `aggregator-e2e-${checkout || 'checkout'}-${process.pid}`
 const gateway = 'http://127.0.0.1:3000'
-const env = { ...process.env, DOCKER_BUILDKIT: '1', COMPOSE_DOCKER_CLI_BUILD: '1' }
+const env = { ...process.env, COMPOSE_PROJECT_NAME: project, DOCKER_BUILDKIT: '1', COMPOSE_DOCKER_CLI_BUILD: '1' }
 
 function composeCommand (): string[] {
   if (spawnSync('docker', ['compose', 'version'], { stdio: 'ignore' }).status === 0) return ['docker', 'compose']
@@ -43,6 +47,10 @@ function setMock (upstream: string, port: number, settings: Record<string, unkno
 
 function mockStats (upstream: string, port: number): { inFlight: number, requests: number } {
   return JSON.parse(insideNetwork(`fetch('http://${upstream}:${port}/__stats').then(async (r) => console.log(await r.text()))`))
+}
+
+function docker (args: string[]): string {
+  return execFileSync('docker', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim()
 }
 
 /**
@@ -93,13 +101,21 @@ async function main () {
   if (!await portIsFree()) throw new Error(`${gateway} is already in use (npm start, or another stack?); stop it first`)
   const startedAt = Date.now()
   compose(['build'], { quiet: true })
-  ok('images build (gateway and mocks share one runtime image)')
+  const image = `${project}-runtime:local`
+  ok(`the image builds, named after the project: ${image}`)
+
   compose(['up', '-d'])
   await waitForReady(120_000)
   ok(`stack healthy: the gateway waited for five healthy mocks (${Math.round((Date.now() - startedAt) / 1000)}s from build)`)
 
   const containerId = compose(['ps', '-q', 'gateway'], { quiet: true }).stdout.trim()
-  const inspect = JSON.parse(execFileSync('docker', ['inspect', containerId], { encoding: 'utf8' }))[0]
+  const inspect = JSON.parse(docker(['inspect', containerId]))[0]
+  assert.equal(inspect.Config.Image, image, `the gateway runs ${inspect.Config.Image}`)
+  for (const mock of ['profile', 'orders', 'recommendations', 'inventory', 'loyalty']) {
+    const mockImage = docker(['inspect', '-f', '{{.Image}}', compose(['ps', '-q', mock], { quiet: true }).stdout.trim()])
+    assert.equal(mockImage, inspect.Image, `${mock} runs ${mockImage}, the gateway ${inspect.Image}`)
+  }
+  ok('the gateway and the five mocks run that one image')
   assert.equal(inspect.Config.User, 'node')
   assert.ok(inspect.Config.Env.includes('NODE_ENV=production'))
   assert.deepEqual(inspect.Config.Cmd, ['node', 'dist/src/server.js'])
@@ -165,13 +181,15 @@ async function main () {
   const drained = await inFlight
   assert.equal(drained.status, 200)
   assert.equal(drained.body.meta.complete, true)
-  const exitCode = execFileSync('docker', ['inspect', '-f', '{{.State.ExitCode}}', drainedId], { encoding: 'utf8' }).trim()
+  const exitCode = docker(['inspect', '-f', '{{.State.ExitCode}}', drainedId])
   assert.equal(exitCode, '0')
   ok('SIGTERM (docker compose stop/down) lets the in-flight request finish with 200, and the gateway exits 0')
 }
 
 function tearDown () {
-  compose(['down', '-v', '--remove-orphans', '--timeout', '20'], { files: ['-f', 'test/compose/docker-compose.drain.yml'], check: false, quiet: true })
+  // --rmi all: the images are this run's own (named after the project), so they go with it.
+  compose(['--profile', 'loadtest', 'down', '-v', '--remove-orphans', '--rmi', 'all', '--timeout', '20'],
+    { files: ['-f', 'test/compose/docker-compose.drain.yml'], check: false, quiet: true })
 }
 
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
