@@ -11,7 +11,6 @@ RUN --mount=type=cache,target=/root/.npm npm ci --ignore-scripts --no-audit --no
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 COPY mock-services ./mock-services
-COPY scripts ./scripts
 COPY public ./public
 RUN npm run build
 
@@ -29,7 +28,10 @@ ENV NODE_ENV=production \
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --ignore-scripts --no-audit --no-fund
-COPY --from=build /app/dist ./dist
+# What the containers run and nothing else: no scripts/, bench/, test/ or TypeScript sources (test:compose checks it).
+COPY --from=build /app/dist/src ./dist/src
+COPY --from=build /app/dist/mock-services ./dist/mock-services
+COPY --from=build /app/dist/public ./dist/public
 USER node
 EXPOSE 3000
 # Slim images have no curl: Node's own fetch checks liveness.

@@ -1,18 +1,47 @@
 import { execFileSync, spawnSync, type SpawnSyncReturns } from 'node:child_process'
 import { strict as assert } from 'node:assert'
-import { dirname, join } from 'node:path'
+import { readFileSync } from 'node:fs'
+import { createServer, type AddressInfo } from 'node:net'
+import { basename, dirname, join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 
-// End-to-end test of the compose stack, for real: build the images, start gateway + five mocks, exercise the gateway
-// through 127.0.0.1:3000, stop it with SIGTERM while a request is in flight, and check it drained and exited 0.
-// Works with `docker compose` (v2) and `docker-compose` (v1.29). Tears everything down even when a step fails.
-// Run: npm run test:compose
+// End-to-end test of the compose stack, for real: build the image, check what it holds, start gateway + five mocks,
+// exercise the gateway through its published port, stop it with SIGTERM while a request is in flight, and check it
+// drained and exited 0. Works with `docker compose` (v2) and `docker-compose` (v1.29). Tears everything down, images
+// included, even when a step fails.
+// Run: npm run test:compose. The gateway and its metrics are published on free ports of 127.0.0.1 unless
+// GATEWAY_PUBLISH / GATEWAY_OBSERVABILITY_PUBLISH say otherwise (e.g. GATEWAY_PUBLISH=127.0.0.1:3000).
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '../..')
-const project = `aggregator-e2e-${process.pid}`
-const gateway = 'http://127.0.0.1:3000'
-const env = { ...process.env, DOCKER_BUILDKIT: '1', COMPOSE_DOCKER_CLI_BUILD: '1' }
+// Unique per checkout and run: the project name also names the images (docker-compose.yml), so two checkouts or two
+// runs on one Docker host never share containers, networks or images.
+const checkout = basename(root).toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 24)
+const project = `aggregator-e2e-${checkout || 'checkout'}-${process.pid}`
+
+/** Ports the kernel hands out and takes back at once: free now, and not the defaults anyone else's stack uses. */
+async function freePorts (count: number): Promise<number[]> {
+  const servers = await Promise.all(Array.from({ length: count }, () => new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
+    const server = createServer().once('error', reject)
+    server.listen(0, '127.0.0.1', () => resolve(server))
+  })))
+  const ports = servers.map((server) => (server.address() as AddressInfo).port)
+  await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))))
+  return ports
+}
+
+const [gatewayPort, observabilityPort] = await freePorts(2)
+const env = {
+  ...process.env,
+  COMPOSE_PROJECT_NAME: project,
+  GATEWAY_PUBLISH: process.env.GATEWAY_PUBLISH || `127.0.0.1:${gatewayPort}`,
+  GATEWAY_OBSERVABILITY_PUBLISH: process.env.GATEWAY_OBSERVABILITY_PUBLISH || `127.0.0.1:${observabilityPort}`,
+  DOCKER_BUILDKIT: '1',
+  COMPOSE_DOCKER_CLI_BUILD: '1'
+}
+// Where the gateway and its observability port are published, read back from Docker after each `up`.
+let gateway = ''
+let observability = ''
 
 function composeCommand (): string[] {
   if (spawnSync('docker', ['compose', 'version'], { stdio: 'ignore' }).status === 0) return ['docker', 'compose']
@@ -43,6 +72,58 @@ function setMock (upstream: string, port: number, settings: Record<string, unkno
 
 function mockStats (upstream: string, port: number): { inFlight: number, requests: number } {
   return JSON.parse(insideNetwork(`fetch('http://${upstream}:${port}/__stats').then(async (r) => console.log(await r.text()))`))
+}
+
+/** The host address Docker published a service's port on, as a base URL (`compose port`). */
+function publishedUrl (service: string, port: number, extraFiles: string[] = []): string {
+  const address = compose(['port', service, String(port)], { files: extraFiles, quiet: true }).stdout.trim()
+  const match = /^\[?([^\]]*)\]?:(\d+)$/.exec(address)
+  if (!match) throw new Error(`compose port ${service} ${port} printed ${JSON.stringify(address)}`)
+  const host = match[1] === '0.0.0.0' || match[1] === '::' ? '127.0.0.1' : match[1]
+  return `http://${host}:${match[2]}`
+}
+
+function findPublishedPorts (extraFiles: string[] = []) {
+  gateway = publishedUrl('gateway', 3000, extraFiles)
+  observability = publishedUrl('gateway', 9464, extraFiles)
+}
+
+function docker (args: string[]): string {
+  return execFileSync('docker', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim()
+}
+
+/**
+ * Everything under /app in the runtime image, node_modules only two levels deep (a package, or a scope's package).
+ * Paths relative to /app.
+ */
+function imageFiles (image: string): string[] {
+  const listing = docker(['run', '--rm', '--entrypoint', 'find', image, '/app', '-mindepth', '1',
+    '-path', '/app/node_modules/*/*/*', '-prune', '-o', '-print'])
+  return listing.split('\n').map((path) => path.slice('/app/'.length))
+}
+
+function checkImageContents (image: string) {
+  const files = imageFiles(image)
+  const topLevel = files.filter((path) => !path.includes('/')).sort()
+  assert.deepEqual(topLevel, ['dist', 'node_modules', 'package-lock.json', 'package.json'], `/app holds: ${topLevel.join(', ')}`)
+  const built = files.filter((path) => /^dist\/[^/]+$/.test(path)).sort()
+  assert.deepEqual(built, ['dist/mock-services', 'dist/public', 'dist/src'], `/app/dist holds: ${built.join(', ')}`)
+  const ours = files.filter((path) => !path.startsWith('node_modules/'))
+  const strays = ours.filter((path) => /\.[cm]?tsx?$/.test(path) || /(^|\/)(bench|test|tests|fixtures|scripts)(\/|$)/.test(path))
+  assert.deepEqual(strays, [], `the image holds sources or tools: ${strays.slice(0, 10).join(', ')}`)
+
+  const packages = new Set(files.filter((path) => path.startsWith('node_modules/')).map((path) => path.slice('node_modules/'.length)))
+  const lock = JSON.parse(readFileSync(join(root, 'package-lock.json'), 'utf8')) as { packages: Record<string, { dev?: boolean }> }
+  const devOnly = Object.entries(lock.packages)
+    .filter(([path, entry]) => entry.dev === true && /^node_modules\/(@[^/]+\/)?[^/]+$/.test(path))
+    .map(([path]) => path.slice('node_modules/'.length))
+  assert.ok(devOnly.length > 0, 'the lockfile lists no dev-only package: nothing to check')
+  const devInImage = devOnly.filter((name) => packages.has(name))
+  assert.deepEqual(devInImage, [], `dev-only packages in the image: ${devInImage.join(', ')}`)
+  const dependencies = Object.keys((JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { dependencies: Record<string, string> }).dependencies)
+  const missing = dependencies.filter((name) => !packages.has(name))
+  assert.deepEqual(missing, [], `production dependencies missing from the image: ${missing.join(', ')}`)
+  return { entries: ours.length, devOnly: devOnly.length }
 }
 
 /**
@@ -79,32 +160,33 @@ function ok (what: string) {
   console.log(`ok ${checks.length} - ${what}`)
 }
 
-async function portIsFree (): Promise<boolean> {
-  try {
-    await fetch(gateway, { signal: timeoutSignal(1000) })
-    return false
-  } catch (error) {
-    return (error as { cause?: { code?: string } }).cause?.code === 'ECONNREFUSED'
-  }
-}
-
 async function main () {
-  console.log(`# ${[composeBinary, ...composePrefix].join(' ')}, project ${project}`)
-  if (!await portIsFree()) throw new Error(`${gateway} is already in use (npm start, or another stack?); stop it first`)
+  console.log(`# ${[composeBinary, ...composePrefix].join(' ')}, project ${project}, GATEWAY_PUBLISH=${env.GATEWAY_PUBLISH}, GATEWAY_OBSERVABILITY_PUBLISH=${env.GATEWAY_OBSERVABILITY_PUBLISH}`)
   const startedAt = Date.now()
   compose(['build'], { quiet: true })
-  ok('images build (gateway and mocks share one runtime image)')
+  const image = `${project}-runtime:local`
+  ok(`the image builds, named after the project: ${image}`)
+
+  const contents = checkImageContents(image)
+  ok(`the image holds package.json, the lockfile, production node_modules (none of the ${contents.devOnly} dev-only packages) and dist/{src,mock-services,public}: no bench/, test/, scripts/ or .ts sources (${contents.entries} entries outside node_modules)`)
+
   compose(['up', '-d'])
+  findPublishedPorts()
   await waitForReady(120_000)
   ok(`stack healthy: the gateway waited for five healthy mocks (${Math.round((Date.now() - startedAt) / 1000)}s from build)`)
 
   const containerId = compose(['ps', '-q', 'gateway'], { quiet: true }).stdout.trim()
-  const inspect = JSON.parse(execFileSync('docker', ['inspect', containerId], { encoding: 'utf8' }))[0]
+  const inspect = JSON.parse(docker(['inspect', containerId]))[0]
+  assert.equal(inspect.Config.Image, image, `the gateway runs ${inspect.Config.Image}`)
+  for (const mock of ['profile', 'orders', 'recommendations', 'inventory', 'loyalty']) {
+    const mockImage = docker(['inspect', '-f', '{{.Image}}', compose(['ps', '-q', mock], { quiet: true }).stdout.trim()])
+    assert.equal(mockImage, inspect.Image, `${mock} runs ${mockImage}, the gateway ${inspect.Image}`)
+  }
+  ok('the gateway and the five mocks run that one image')
   assert.equal(inspect.Config.User, 'node')
   assert.ok(inspect.Config.Env.includes('NODE_ENV=production'))
   assert.deepEqual(inspect.Config.Cmd, ['node', 'dist/src/server.js'])
-  assert.equal(insideNetwork("console.log(require('node:fs').existsSync('node_modules/vitest'))"), 'false')
-  ok('gateway runs as `node`, NODE_ENV=production, exec-form CMD, no dev dependencies in the image')
+  ok('gateway runs as `node`, NODE_ENV=production, exec-form CMD')
 
   for (const [upstream, port] of [['orders', 4002], ['recommendations', 4003]] as const) {
     assert.equal(compose(['port', upstream, String(port)], { check: false, quiet: true }).stdout.trim(), '')
@@ -116,7 +198,7 @@ async function main () {
   assert.equal(complete.headers.get('x-aggregate-complete'), 'true')
   assert.equal(complete.body.profile.id, 'user-42')
   assert.ok(complete.body.recommendations.length > 0)
-  ok(`complete aggregate through 127.0.0.1:3000 (${Math.round(complete.ms)} ms)`)
+  ok(`complete aggregate through ${gateway} (${Math.round(complete.ms)} ms)`)
 
   setMock('recommendations', 4003, { mode: 'hang' })
   const partial = await getJson('/aggregate/user-42')
@@ -127,15 +209,15 @@ async function main () {
   ok(`partial aggregate within the deadline while recommendations hangs (${Math.round(partial.ms)} ms, fallback ${partial.body.meta.upstreams.recommendations.fallback})`)
   setMock('recommendations', 4003, { mode: 'normal' })
 
-  const metrics = await fetch('http://127.0.0.1:9464/metrics', { signal: timeoutSignal(10_000) })
+  const metrics = await fetch(`${observability}/metrics`, { signal: timeoutSignal(10_000) })
   assert.equal(metrics.status, 200)
   const metricsText = await metrics.text()
   assert.match(metricsText, /^aggregate_upstream_call_duration_seconds_count\{upstream="recommendations",outcome="timeout"\} [1-9]/m)
   assert.equal((await fetch(`${gateway}/metrics`, { signal: timeoutSignal(10_000) })).status, 404)
   const promtool = spawnSync('promtool', ['check', 'metrics'], { input: metricsText, encoding: 'utf8' })
   if (promtool.error === undefined) assert.equal(promtool.status, 0, promtool.stdout + promtool.stderr)
-  assert.equal((await fetch('http://127.0.0.1:9464/dashboard', { signal: timeoutSignal(10_000) })).status, 200)
-  ok(`metrics and dashboard on 127.0.0.1:9464, not on the public port${promtool.error === undefined ? '; promtool check metrics passes' : ''}`)
+  assert.equal((await fetch(`${observability}/dashboard`, { signal: timeoutSignal(10_000) })).status, 200)
+  ok(`metrics and dashboard on ${observability}, not on the public port${promtool.error === undefined ? '; promtool check metrics passes' : ''}`)
 
   compose(['--profile', 'observability', 'config', '-q'], { quiet: true })
   ok('the observability profile (Prometheus + Grafana) is a valid compose configuration')
@@ -152,6 +234,7 @@ async function main () {
   // Drain: recreate the gateway with long budgets so a request is surely in flight when SIGTERM arrives.
   const drain = ['-f', 'test/compose/docker-compose.drain.yml']
   compose(['up', '-d', '--no-deps', 'gateway'], { files: drain })
+  findPublishedPorts(drain)
   await waitForReady(60_000)
   setMock('orders', 4002, { latencyMs: 2500 })
   const inFlight = getJson('/aggregate/user-9')
@@ -165,13 +248,15 @@ async function main () {
   const drained = await inFlight
   assert.equal(drained.status, 200)
   assert.equal(drained.body.meta.complete, true)
-  const exitCode = execFileSync('docker', ['inspect', '-f', '{{.State.ExitCode}}', drainedId], { encoding: 'utf8' }).trim()
+  const exitCode = docker(['inspect', '-f', '{{.State.ExitCode}}', drainedId])
   assert.equal(exitCode, '0')
   ok('SIGTERM (docker compose stop/down) lets the in-flight request finish with 200, and the gateway exits 0')
 }
 
 function tearDown () {
-  compose(['down', '-v', '--remove-orphans', '--timeout', '20'], { files: ['-f', 'test/compose/docker-compose.drain.yml'], check: false, quiet: true })
+  // --rmi all: the images are this run's own (named after the project), so they go with it.
+  compose(['--profile', 'loadtest', 'down', '-v', '--remove-orphans', '--rmi', 'all', '--timeout', '20'],
+    { files: ['-f', 'test/compose/docker-compose.drain.yml'], check: false, quiet: true })
 }
 
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
