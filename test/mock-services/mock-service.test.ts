@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { loyaltyFor, recommendationsFor } from '../../mock-services/data.js'
 import { createMockService, overflowingBody, type MockService } from '../../mock-services/mock-service.js'
 import { settingsFromEnvironment } from '../../mock-services/settings.js'
+import { eventually } from '../helpers/mock-upstreams.js'
 
 let mock: MockService
 let url: string
@@ -14,6 +15,7 @@ beforeAll(async () => {
 afterAll(async () => { await mock?.close() })
 
 const json = async (response: Response | Promise<Response>): Promise<any> => (await response).json()
+const stats = async () => json(fetch(`${url}/__stats`))
 const put = (body: unknown) => fetch(`${url}/__control`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
 
 describe('a mock upstream', () => {
@@ -88,16 +90,17 @@ describe('a mock upstream', () => {
 
   it('counts requests, concurrency, completions and clients that went away', async () => {
     await fetch(`${url}/__stats`, { method: 'DELETE' })
-    await put({ latencyMs: 100 })
+    // Long enough for the three concurrent requests to overlap on a busy machine.
+    await put({ latencyMs: 300 })
     await Promise.all([1, 2, 3].map((n) => fetch(`${url}/users/u-${n}/orders`)))
     await put({ mode: 'hang' })
     const controller = new AbortController()
     const hung = fetch(`${url}/users/u-9/orders`, { signal: controller.signal }).catch(() => 'aborted')
-    await new Promise((resolve) => setTimeout(resolve, 50))
+    await eventually(async () => (await stats()).inFlight === 1, 5000, 'the hanging request to arrive')
     controller.abort()
     await hung
-    await new Promise((resolve) => setTimeout(resolve, 50))
-    expect(await (await fetch(`${url}/__stats`)).json()).toMatchObject({ requests: 4, inFlight: 0, maxInFlight: 3, completed: 3, aborted: 1 })
+    await eventually(async () => (await stats()).aborted === 1, 5000, 'the mock to see the client go away')
+    expect(await stats()).toMatchObject({ requests: 4, inFlight: 0, maxInFlight: 3, completed: 3, aborted: 1 })
     await fetch(`${url}/__control`, { method: 'DELETE' })
   })
 
@@ -186,8 +189,8 @@ describe('a mock upstream', () => {
     expect(headers['content-type']).toBe('application/json')
     expect(Object.keys(headers).filter((name) => name.startsWith('x-flood-'))).toHaveLength(10_000)
     expect(JSON.parse(body).orders.length).toBeGreaterThan(0)
-    await new Promise((resolve) => setTimeout(resolve, 20))
-    expect(await (await fetch(`${url}/__stats`)).json()).toMatchObject({ requests: 1, completed: 1, aborted: 0 })
+    await eventually(async () => (await stats()).completed === 1, 5000, 'the mock to count the response as completed')
+    expect(await stats()).toMatchObject({ requests: 1, completed: 1, aborted: 0 })
     await fetch(`${url}/__control`, { method: 'DELETE' })
   })
 
