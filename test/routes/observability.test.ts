@@ -89,7 +89,7 @@ describe('GET /metrics', () => {
   it.skipIf(!hasPromtool)('passes promtool check metrics', async () => {
     const result = spawnSync('promtool', ['check', 'metrics'], { input: await metrics(), encoding: 'utf8' })
     expect(result.stdout + result.stderr).toBe('')
-    expect(result.status).toBe(0)
+    expect(result.status, result.stdout + result.stderr).toBe(0)
   })
 })
 
