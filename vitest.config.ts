@@ -3,10 +3,13 @@ import { defineConfig } from 'vitest/config'
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
-    // Files share a 2-core machine and start worker pools and servers: one at a time keeps timings honest.
-    fileParallelism: false,
+    // Two files at a time, each in its own process: every server listens on port 0, every fixture belongs to its file,
+    // and no test depends on having the machine to itself (contended-test.sh checks that), so files need not queue.
+    fileParallelism: true,
+    pool: 'forks',
+    maxWorkers: 2,
     testTimeout: 30_000,
-    // test/lib/linked-signal.test.ts forces garbage collections to show timeouts survive them.
+    // test/lib/deadline.test.ts forces garbage collections to show timeouts survive them.
     execArgv: ['--expose-gc'],
     hookTimeout: 30_000
   }

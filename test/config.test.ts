@@ -59,7 +59,7 @@ describe('configuration', () => {
       encoding: 'utf8',
       timeout: 20_000
     })
-    expect(result.status).toBe(1)
+    expect(result.status, `exit status; stderr: ${result.stderr.slice(-1000)}`).toBe(1)
     expect(result.stderr).toContain('Invalid configuration')
     expect(result.stderr).toContain('UPSTREAM_RECOMMENDATIONS_CONCURRENCY must be integer; got "lots"')
     expect(result.stderr).not.toMatch(/\n\s+at /)

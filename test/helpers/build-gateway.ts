@@ -7,15 +7,16 @@ import type { UpstreamRegistry } from '../../src/lib/contract/upstreams.js'
 import { serverOptions } from '../../src/server-options.js'
 
 /**
- * Builds the real gateway, as `server.ts` does, from environment-style settings. Two merge threads and no logs by
- * default; pass `listen: true` for tests that need a real socket.
+ * Builds the real gateway, as `server.ts` does, from environment-style settings. One merge thread and no logs by
+ * default (each thread loads tsx, about half a second: tests about the pool ask for more); pass `listen: true` for
+ * tests that need a real socket.
  */
 export type TestGateway = FastifyInstance & { origin: string }
 
 export async function buildGateway (env: Record<string, string>, { listen = false, registry }: { listen?: boolean, registry?: UpstreamRegistry } = {}): Promise<TestGateway> {
   // Load shedding is off unless a test turns it on: a busy test process would otherwise trip it at random.
   // /metrics and the dashboard on the app itself, for `inject`; test/routes/observability.test.ts checks the default.
-  const config = loadConfig({ MERGE_POOL_THREADS: '2', LOG_LEVEL: 'silent', LOAD_SHEDDING_ENABLED: 'false', OBSERVABILITY_ON_GATEWAY_PORT: 'true', ...env }, registry)
+  const config = loadConfig({ MERGE_POOL_THREADS: '1', LOG_LEVEL: 'silent', LOAD_SHEDDING_ENABLED: 'false', OBSERVABILITY_ON_GATEWAY_PORT: 'true', ...env }, registry)
   const fastify = Fastify(serverOptions(config, { logger: false }))
   // Unwrapped, as fastify/demo's tests do, so the app's decorators (mergePool, ...) are visible to the test.
   await fastify.register(fp(app), { config })

@@ -8,7 +8,7 @@ type Document = { paths: Record<string, Record<string, { responses: Record<strin
  * response schema the document declares for that path, method and status (an exact status, else its `4XX`/`5XX`).
  */
 export async function openApiValidator (document: unknown) {
-  const check = await new Validator().validate(document as Parameters<Validator["validate"]>[0])
+  const check = await new Validator().validate(document as Parameters<Validator['validate']>[0])
   if (!check.valid) throw new Error(`not a valid OpenAPI document: ${JSON.stringify(check.errors).slice(0, 1000)}`)
   const ajv = new Ajv2020({ strict: false, allErrors: true })
   ajv.addSchema(document as object, 'openapi')

@@ -39,7 +39,7 @@ function aggregatorWith (merge: MergeRunner['run'], fetcherOverrides: Record<str
     })),
     staleCache: createStaleCache({ maxEntries: 100, maxBytes: 10_000_000, ttlMs: 60_000 }),
     merge: { run: merge, runHere: (input) => merger.merge(input), refusal: () => null },
-    deadlineMs: 150,
+    deadlineMs: 500,
     mergeReserveMs: 30,
     topK: 10
   })
@@ -89,7 +89,7 @@ describe('the aggregator', () => {
       upstreams: registry.upstreams.map((declaration) => ({ declaration, fallback: declaration.defaults.fallback, maxBodyElements: declaration.defaults.maxBodyElements, fetcher: declaration.name === 'orders' ? orders : fetcherFor(declaration.name) })),
       staleCache: cache,
       merge: { run: realMerge, runHere: (input) => merger.merge(input), refusal: () => null },
-      deadlineMs: 150,
+      deadlineMs: 500,
       mergeReserveMs: 30,
       topK: 10
     })
@@ -129,8 +129,8 @@ describe('the aggregator', () => {
 
   it('does not start a merge once the deadline has passed, and answers with what it has', async () => {
     let merges = 0
-    // An upstream that ignores cancellation and answers after the 150 ms deadline.
-    const late: BodyFetcher = { timeoutMs: 200, fetchBody: async (userId) => { await new Promise((resolve) => setTimeout(resolve, 250)); return encode(BODY_GENERATORS.loyalty!(userId, 1)) } }
+    // An upstream that ignores cancellation and answers after the 500 ms deadline.
+    const late: BodyFetcher = { timeoutMs: 200, fetchBody: async (userId) => { await new Promise((resolve) => setTimeout(resolve, 1500)); return encode(BODY_GENERATORS.loyalty!(userId, 1)) } }
     const body = await aggregatorWith(() => { merges++; return Promise.reject(new Error('refused: no time left')) }, { loyalty: late }).aggregate('user-5', request())
     expect(merges).toBe(0)
     expect(body.meta.upstreams.orders).toMatchObject({ status: 'merge-failed', fallback: 'default' })
@@ -138,7 +138,7 @@ describe('the aggregator', () => {
 
   it('counts the time spent in the admission queue against the deadline', async () => {
     // No time left: every call is out of budget before it starts, so the required profile times out.
-    const failure = await failureOf(aggregatorWith(realMerge).aggregate('user-3', request({ queuedMs: 150 })))
+    const failure = await failureOf(aggregatorWith(realMerge).aggregate('user-3', request({ queuedMs: 500 })))
     expect(failure.message).toMatch(/did not answer in time/)
   })
 
@@ -149,7 +149,7 @@ describe('the aggregator', () => {
       upstreams: registry.upstreams.map((declaration) => ({ declaration, fallback: declaration.defaults.fallback, maxBodyElements: 1000, fetcher: counting })),
       staleCache: createStaleCache({ maxEntries: 0, maxBytes: 1024, ttlMs: 1 }),
       merge: { run: realMerge, runHere: (input) => merger.merge(input), refusal: () => Object.assign(new Error('full'), { code: 'AGG_ERR_MERGE_QUEUE_FULL', statusCode: 503 }) },
-      deadlineMs: 150,
+      deadlineMs: 500,
       mergeReserveMs: 30,
       topK: 10
     })

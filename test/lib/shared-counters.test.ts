@@ -1,29 +1,31 @@
 import { availableParallelism } from 'node:os'
 import { Piscina } from 'piscina'
-import { describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { sharedCounters } from '../../src/workers/shared-counters.js'
 import type { HammerTask } from '../fixtures/counter-hammer.js'
+import { eventually } from '../helpers/mock-upstreams.js'
 
 const THREADS = Math.max(4, availableParallelism())
 const TIMES = 2_000_000
 const hammer = new URL('../fixtures/counter-hammer.ts', import.meta.url).href
 
+// One pool for every run: each thread loads tsx, which takes about half a second.
+let pool: Piscina<HammerTask, void>
+beforeAll(() => { pool = new Piscina<HammerTask, void>({ filename: hammer, minThreads: THREADS, maxThreads: THREADS, execArgv: ['--import', 'tsx'] }) })
+afterAll(async () => { await pool?.destroy() })
+
 /** Has THREADS worker threads increment one shared counter TIMES each, all starting at the same moment. */
 async function hammerFromThreads (safe: boolean): Promise<number> {
   const counters = sharedCounters(['hits'])
-  const start = new SharedArrayBuffer(4)
-  const pool = new Piscina<HammerTask, void>({ filename: hammer, minThreads: THREADS, maxThreads: THREADS, execArgv: ['--import', 'tsx'] })
-  try {
-    const runs = Array.from({ length: THREADS }, () => pool.run({ buffer: counters.buffer, start, times: TIMES, safe }))
-    // Release them together once every thread is waiting at the barrier.
-    await new Promise((resolve) => setTimeout(resolve, 500))
-    Atomics.store(new Int32Array(start), 0, 1)
-    Atomics.notify(new Int32Array(start), 0)
-    await Promise.all(runs)
-    return counters.read('hits')
-  } finally {
-    await pool.destroy()
-  }
+  const start = new SharedArrayBuffer(8)
+  const barrier = new Int32Array(start)
+  const runs = Array.from({ length: THREADS }, () => pool.run({ buffer: counters.buffer, start, times: TIMES, safe }))
+  // Release them together once every thread is waiting at the barrier (each task blocks its thread, so each has its own).
+  await eventually(async () => Atomics.load(barrier, 1) === THREADS, 20_000, `${THREADS} threads at the barrier`)
+  Atomics.store(barrier, 0, 1)
+  Atomics.notify(barrier, 0)
+  await Promise.all(runs)
+  return counters.read('hits')
 }
 
 describe('counters shared between threads', () => {

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { UPSTREAM_NAMES } from '../../src/lib/contract/upstreams.js'
 import { buildGateway, type TestGateway } from '../helpers/build-gateway.js'
 import { startMockUpstreams, type MockUpstreams } from '../helpers/mock-upstreams.js'
+import { describeResponse, describeStatuses } from '../helpers/expect-response.js'
 
 let upstreams: MockUpstreams
 
@@ -43,11 +44,11 @@ describe('admission of a burst', () => {
     }))
     const ok = responses.filter((response) => response.status === 200)
     const shed = responses.filter((response) => response.status === 503)
-    expect(ok.length + shed.length, `statuses: ${responses.map((response) => response.status).join(',')}`).toBe(100)
-    expect(shed.length, 'a limit of 10 and a queue of 20 cannot take 100 at once').toBeGreaterThan(0)
-    expect(ok.length).toBeGreaterThanOrEqual(10)
+    expect(ok.length + shed.length, `statuses: ${describeStatuses(responses)}`).toBe(100)
+    expect(shed.length, `a limit of 10 and a queue of 20 cannot take 100 at once; statuses: ${describeStatuses(responses)}`).toBeGreaterThan(0)
+    expect(ok.length, `statuses: ${describeStatuses(responses)}`).toBeGreaterThanOrEqual(10)
     // The documented error shape, written before Fastify saw the request.
-    expect(shed[0]!.body).toMatchObject({ statusCode: 503, code: 'AGG_ERR_OVERLOADED', error: 'Service Unavailable' })
+    expect(shed[0]!.body, describeResponse(shed[0]!)).toMatchObject({ statusCode: 503, code: 'AGG_ERR_OVERLOADED', error: 'Service Unavailable' })
     expect(shed[0]!.body.requestId).toBe(shed[0]!.headers.get('x-request-id'))
     expect(String(shed[0]!.body.requestId)).toMatch(/^burst-\d+$/)
     expect(shed[0]!.headers.get('retry-after')).toBe('2')
@@ -66,7 +67,7 @@ describe('protocol-level errors', () => {
 
   it('answers a request without Host with the documented JSON error', async () => {
     const response = await rawExchange(gateway.origin, 'GET /aggregate/user-1 HTTP/1.1\r\n\r\n')
-    expect(response).toMatch(/^HTTP\/1\.1 400 /)
+    expect(response, 'the raw response').toMatch(/^HTTP\/1\.1 400 /)
     expect(jsonBody(response)).toMatchObject({ statusCode: 400, code: 'AGG_ERR_BAD_REQUEST', message: 'The Host header is required' })
     expect((await upstreams.mocks.profile.stats()).requests).toBe(0)
   })

@@ -2,69 +2,96 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { UPSTREAM_NAMES } from '../../src/lib/contract/upstreams.js'
 import { buildGateway, rawGet, type TestGateway } from '../helpers/build-gateway.js'
 import { eventually, startMockUpstreams, type MockUpstreams } from '../helpers/mock-upstreams.js'
+import { describeResponse, expectStatus } from '../helpers/expect-response.js'
 
 let upstreams: MockUpstreams
+// Three gateways, so that only a test of a timeout or deadline depends on one: `gateway` gives every call 5 s and the
+// request 10 s, which no busy machine misses; `timedGateway` keeps the required profile and orders at 4 s and cuts
+// recommendations, inventory and loyalty off at 200 ms; `shortDeadlineGateway` has the production defaults (300 ms
+// deadline, 200 ms calls). Bounds on elapsed time are several times the budget under test.
 let gateway: TestGateway
+let timedGateway: TestGateway
+let shortDeadlineGateway: TestGateway
+const ROOMY_TIMEOUT_MS = 5000
+const SHORT_TIMEOUT_MS = 200
+const SHORT_DEADLINE_MS = 300
+
+const timeouts = (timeoutMs: number, names: readonly string[] = UPSTREAM_NAMES) =>
+  Object.fromEntries(names.map((name) => [`UPSTREAM_${name.toUpperCase()}_TIMEOUT_MS`, String(timeoutMs)]))
 
 beforeAll(async () => {
   upstreams = await startMockUpstreams()
-  gateway = await buildGateway({ ...upstreams.env, AGGREGATE_DEADLINE_MS: '300' }, { listen: true })
+  ;[gateway, timedGateway, shortDeadlineGateway] = await Promise.all([
+    buildGateway({ ...upstreams.env, AGGREGATE_DEADLINE_MS: '10000', ...timeouts(ROOMY_TIMEOUT_MS) }, { listen: true }),
+    buildGateway({
+      ...upstreams.env,
+      AGGREGATE_DEADLINE_MS: '5000',
+      ...timeouts(4000, ['profile', 'orders']),
+      ...timeouts(SHORT_TIMEOUT_MS, ['recommendations', 'inventory', 'loyalty'])
+    }),
+    buildGateway({ ...upstreams.env, AGGREGATE_DEADLINE_MS: String(SHORT_DEADLINE_MS) })
+  ])
 })
 
 afterAll(async () => {
-  await gateway?.close()
+  await Promise.all([gateway?.close(), timedGateway?.close(), shortDeadlineGateway?.close()])
   await upstreams?.close()
 })
 
 beforeEach(async () => { await upstreams.reset() })
 
-const aggregate = (userId: string, headers: Record<string, string> = {}) =>
-  gateway.inject({ method: 'GET', url: `/aggregate/${userId}`, headers })
+const aggregate = (userId: string, headers: Record<string, string> = {}, on: TestGateway = gateway) =>
+  on.inject({ method: 'GET', url: `/aggregate/${userId}`, headers })
 
 describe('GET /aggregate/:userId', () => {
   it('merges all five upstreams into one complete response', async () => {
     const response = await aggregate('user-42')
-    expect(response.statusCode).toBe(200)
-    expect(response.headers['x-aggregate-complete']).toBe('true')
+    expectStatus(response, 200)
+    expect(response.headers['x-aggregate-complete'], describeResponse(response)).toBe('true')
     const body = response.json()
     expect(body.userId).toBe('user-42')
     expect(body.profile).toMatchObject({ id: 'user-42', region: expect.any(String) })
     expect(body.orders.count).toBeGreaterThan(0)
     expect(body.orders.spendByCategory.length).toBeGreaterThan(0)
     expect(body.recommendations).toHaveLength(10)
-    expect(body.recommendations.every((item: { available: number }) => item.available > 0)).toBe(true)
+    expect(body.recommendations.filter((item: { available: number }) => !(item.available > 0)), 'recommended but not in stock').toEqual([])
     expect(body.inventory.trackedProducts).toBeGreaterThan(0)
     expect(body.loyalty).toMatchObject({ points: expect.any(Number), progress: expect.any(Number) })
-    expect(body.meta.complete).toBe(true)
-    for (const name of UPSTREAM_NAMES) expect(body.meta.upstreams[name]).toMatchObject({ status: 'ok', fallback: 'none' })
+    expect(body.meta.complete, describeResponse(response)).toBe(true)
+    for (const name of UPSTREAM_NAMES) expect(body.meta.upstreams[name], name).toMatchObject({ status: 'ok', fallback: 'none' })
   })
 
   it('returns the same body for the same user (deterministic upstreams)', async () => {
-    const first = (await aggregate('user-7')).json()
-    const second = (await aggregate('user-7')).json()
+    const [firstResponse, secondResponse] = [await aggregate('user-7'), await aggregate('user-7')]
+    expectStatus(firstResponse, 200)
+    expectStatus(secondResponse, 200)
+    const [first, second] = [firstResponse.json(), secondResponse.json()]
     delete first.meta
     delete second.meta
     expect(second).toEqual(first)
   })
 
   it('has all five upstream calls in flight at the same moment', async () => {
-    for (const name of UPSTREAM_NAMES) await upstreams.mocks[name].set({ latencyMs: 150 })
+    // Long enough that polling the five mocks' stats sees the overlap on a busy machine, well within the 5 s timeouts.
+    for (const name of UPSTREAM_NAMES) await upstreams.mocks[name].set({ latencyMs: 500 })
     const pending = aggregate('user-1')
     await eventually(async () => {
       const stats = await upstreams.allStats()
       return UPSTREAM_NAMES.every((name) => stats[name].inFlight === 1)
-    }, 2000, 'all five upstreams to be in flight together')
-    expect((await pending).statusCode).toBe(200)
+    }, 5000, 'all five upstreams to be in flight together')
+    expectStatus(await pending, 200)
   })
 
   it('passes the request id and the remaining budget to every upstream', async () => {
     const response = await aggregate('user-2', { 'x-request-id': 'trace-abc-123' })
+    expectStatus(response, 200)
     expect(response.headers['x-request-id']).toBe('trace-abc-123')
     const stats = await upstreams.allStats()
     for (const name of UPSTREAM_NAMES) {
-      expect(stats[name].lastRequestId).toBe('trace-abc-123')
-      expect(stats[name].lastDeadlineMs).toBeGreaterThan(0)
-      expect(stats[name].lastDeadlineMs).toBeLessThanOrEqual(200)
+      expect(stats[name].lastRequestId, name).toBe('trace-abc-123')
+      // What is left of the call's own timeout (the 10 s deadline leaves more): positive, and at most that timeout.
+      expect(stats[name].lastDeadlineMs, name).toBeGreaterThan(0)
+      expect(stats[name].lastDeadlineMs, name).toBeLessThanOrEqual(ROOMY_TIMEOUT_MS)
     }
   })
 
@@ -76,25 +103,26 @@ describe('GET /aggregate/:userId', () => {
   it('answers a partial 200 within the deadline when an optional upstream hangs, and aborts that call', async () => {
     await upstreams.mocks.recommendations.set({ mode: 'hang' })
     const startedAt = performance.now()
-    const response = await aggregate('user-3')
+    const response = await aggregate('user-3', {}, timedGateway)
     const elapsed = performance.now() - startedAt
-    expect(response.statusCode).toBe(200)
+    expectStatus(response, 200)
     expect(response.headers['x-aggregate-complete']).toBe('false')
     const body = response.json()
     expect(body.meta.complete).toBe(false)
     expect(body.meta.upstreams.recommendations).toMatchObject({ status: 'timeout', fallback: 'default' })
     expect(body.recommendations).toEqual([])
-    expect(body.orders.count).toBeGreaterThan(0)
-    expect(elapsed).toBeLessThan(300 * 3)
+    expect(body.orders.count, describeResponse(response)).toBeGreaterThan(0)
+    // Cut off at the call's 200 ms timeout: ten times that still tells it from waiting out the 5 s deadline.
+    expect(elapsed).toBeLessThan(SHORT_TIMEOUT_MS * 10)
     await eventually(async () => (await upstreams.mocks.recommendations.stats()).aborted === 1, 3000, 'the hanging call to be aborted')
   })
 
   it('answers 504 within the deadline when the required profile upstream hangs', async () => {
     await upstreams.mocks.profile.set({ mode: 'hang' })
     const startedAt = performance.now()
-    const response = await aggregate('user-4')
-    expect(performance.now() - startedAt).toBeLessThan(300 * 3)
-    expect(response.statusCode).toBe(504)
+    const response = await aggregate('user-4', {}, shortDeadlineGateway)
+    expect(performance.now() - startedAt).toBeLessThan(SHORT_DEADLINE_MS * 5)
+    expectStatus(response, 504)
     expect(response.json()).toMatchObject({ statusCode: 504, code: 'AGG_ERR_UPSTREAM_TIMEOUT', requestId: expect.any(String) })
     await eventually(async () => (await upstreams.mocks.profile.stats()).aborted === 1, 3000, 'the profile call to be aborted')
   })
@@ -102,13 +130,13 @@ describe('GET /aggregate/:userId', () => {
   it('answers 502 when the profile upstream fails, and 404 when it does not know the user', async () => {
     await upstreams.mocks.profile.set({ mode: 'error' })
     const failed = await aggregate('user-5')
-    expect(failed.statusCode).toBe(502)
+    expectStatus(failed, 502)
     expect(failed.json()).toMatchObject({ code: 'AGG_ERR_UPSTREAM_FAILED', message: 'The profile upstream failed' })
     expect(failed.body).not.toContain('simulated failure')
 
     await upstreams.mocks.profile.set({ mode: 'normal' })
     const missing = await aggregate('unknown-user')
-    expect(missing.statusCode).toBe(404)
+    expectStatus(missing, 404)
     expect(missing.json()).toMatchObject({ code: 'AGG_ERR_USER_NOT_FOUND' })
   })
 
@@ -117,39 +145,46 @@ describe('GET /aggregate/:userId', () => {
     await upstreams.mocks.orders.set({ mode: 'hang' })
     const startedAt = performance.now()
     const response = await aggregate('user-6')
-    expect(response.statusCode).toBe(502)
-    // The hanging orders call is cancelled at once instead of running into its 200 ms timeout.
-    expect(performance.now() - startedAt).toBeLessThan(150)
+    expectStatus(response, 502)
+    // The hanging orders call is cancelled at once instead of running into its 5 s timeout.
+    expect(performance.now() - startedAt).toBeLessThan(ROOMY_TIMEOUT_MS / 2)
     await eventually(async () => (await upstreams.mocks.orders.stats()).aborted === 1, 3000, 'the orders call to be aborted')
   })
 
   it.each([
-    ['malformed JSON', { mode: 'malformed' as const }, 'malformed'],
-    ['a 500', { mode: 'error' as const }, 'error'],
-    ['a reset connection', { mode: 'reset' as const }, 'error'],
-    ['a trickling body', { mode: 'slow-body' as const }, 'timeout']
-  ])('falls back to a default when an optional upstream sends %s', async (_label, settings, status) => {
+    ['malformed JSON', { mode: 'malformed' as const }, 'malformed', () => gateway],
+    ['a 500', { mode: 'error' as const }, 'error', () => gateway],
+    ['a reset connection', { mode: 'reset' as const }, 'error', () => gateway],
+    // Loyalty's 200 ms timeout on the timed gateway cuts the trickle off.
+    ['a trickling body', { mode: 'slow-body' as const }, 'timeout', () => timedGateway]
+  ])('falls back to a default when an optional upstream sends %s', async (_label, settings, status, on) => {
     await upstreams.mocks.loyalty.set(settings)
-    const response = await aggregate('user-8')
-    expect(response.statusCode).toBe(200)
+    const response = await aggregate('user-8', {}, on())
+    expectStatus(response, 200)
     const body = response.json()
     expect(body.meta.upstreams.loyalty).toMatchObject({ status, fallback: 'default' })
     expect(body.loyalty).toMatchObject({ points: 0, tier: null })
-    expect(body.meta.upstreams.orders.status).toBe('ok')
+    expect(body.meta.upstreams.orders.status, describeResponse(response)).toBe('ok')
   })
 
   it('reports the upstream status code of a failed optional call', async () => {
     await upstreams.mocks.inventory.set({ mode: 'error' })
-    const body = (await aggregate('user-9')).json()
+    const response = await aggregate('user-9')
+    expectStatus(response, 200)
+    const body = response.json()
     expect(body.meta.upstreams.inventory).toMatchObject({ status: 'error', httpStatus: 500, fallback: 'default' })
     // Without stock levels nothing is dropped as out of stock, and the response says stock is unknown.
-    expect(body.recommendations.every((item: { available: number | null }) => item.available === null)).toBe(true)
+    expect(body.recommendations.filter((item: { available: number | null }) => item.available !== null), 'recommendations with a stock level').toEqual([])
   })
 
   it('serves the last good value after an upstream starts failing', async () => {
-    const good = (await aggregate('user-10')).json()
+    const goodResponse = await aggregate('user-10')
+    expectStatus(goodResponse, 200)
+    expect(goodResponse.json().meta.complete, describeResponse(goodResponse)).toBe(true)
+    const good = goodResponse.json()
     await upstreams.mocks.orders.set({ mode: 'error' })
     const response = await aggregate('user-10')
+    expectStatus(response, 200)
     const body = response.json()
     expect(body.meta.upstreams.orders).toMatchObject({ status: 'error', fallback: 'stale' })
     expect(body.orders).toEqual(good.orders)
@@ -167,11 +202,15 @@ describe('GET /aggregate/:userId', () => {
   })
 
   it('caps each call at its own timeout even when the deadline leaves more', async () => {
-    await upstreams.mocks.orders.set({ latencyMs: 250 })
-    const body = (await aggregate('user-12')).json()
-    expect(body.meta.upstreams.orders.status).toBe('timeout')
-    expect(body.meta.upstreams.orders.latencyMs).toBeGreaterThanOrEqual(190)
-    expect(body.meta.upstreams.orders.latencyMs).toBeLessThan(290)
+    // Inventory's timeout is 200 ms, the deadline leaves 4.97 s: an answer after 1.5 s would be in time for the deadline.
+    await upstreams.mocks.inventory.set({ latencyMs: 1500 })
+    const response = await aggregate('user-12', {}, timedGateway)
+    expectStatus(response, 200)
+    const body = response.json()
+    expect(body.meta.upstreams.inventory, describeResponse(response)).toMatchObject({ status: 'timeout', fallback: 'default' })
+    expect(body.meta.upstreams.inventory.latencyMs).toBeGreaterThanOrEqual(SHORT_TIMEOUT_MS - 10)
+    // Five times the timeout, and well before the upstream would have answered.
+    expect(body.meta.upstreams.inventory.latencyMs).toBeLessThan(SHORT_TIMEOUT_MS * 5)
   })
 })
 
@@ -191,7 +230,7 @@ describe('bad input', () => {
 
   it.each(badIds)('rejects %s with a JSON 400 and calls no upstream', async (_label, id) => {
     const response = await rawGet(gateway.origin, `/aggregate/${id}`)
-    expect(response.statusCode).toBe(400)
+    expectStatus(response, 400)
     expect(response.headers['content-type']).toMatch(/application\/json/)
     const body = JSON.parse(response.body)
     expect(body).toMatchObject({ statusCode: 400, error: 'Bad Request', requestId: expect.any(String) })
@@ -201,21 +240,21 @@ describe('bad input', () => {
   })
 
   it('accepts the longest valid id', async () => {
-    expect((await aggregate('a'.repeat(64))).statusCode).toBe(200)
+    expectStatus(await aggregate('a'.repeat(64)), 200)
   })
 
   it('answers an unknown route with a JSON 404', async () => {
     const response = await gateway.inject({ method: 'GET', url: '/aggregate' })
-    expect(response.statusCode).toBe(404)
+    expectStatus(response, 404)
     expect(response.json()).toMatchObject({ statusCode: 404, code: 'AGG_ERR_ROUTE_NOT_FOUND' })
     const nested = await gateway.inject({ method: 'GET', url: '/aggregate/a/b' })
-    expect(nested.statusCode).toBe(404)
+    expectStatus(nested, 404)
     expect(nested.json().code).toBe('AGG_ERR_ROUTE_NOT_FOUND')
   })
 
   it('answers other methods with a JSON 404', async () => {
     const response = await gateway.inject({ method: 'POST', url: '/aggregate/user-1', payload: { a: 1 } })
-    expect(response.statusCode).toBe(404)
+    expectStatus(response, 404)
     expect(response.json().code).toBe('AGG_ERR_ROUTE_NOT_FOUND')
   })
 })
