@@ -44,6 +44,9 @@ export function serverOptions (config: Config, { logger = true }: { logger?: boo
       const body = JSON.stringify(errorBody(randomUUID(), statusCode, code, message))
       socket.end(`HTTP/1.1 ${statusCode} ${reasonPhrase(statusCode)}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`)
     },
+    // Starting the merge threads (each loads and warms the merge) can take longer than Fastify's 10 s default on a
+    // busy machine; a start that fails for it is worse than a slow one.
+    pluginTimeout: 60_000,
     return503OnClosing: true,
     forceCloseConnections: 'idle'
   }
