@@ -126,7 +126,7 @@ export function configSchema (registry: UpstreamRegistry = builtInRegistry): Rec
     ADMISSION_LATENCY_TOLERANCE: { type: 'number', minimum: 1, maximum: 100, default: 2, description: 'The limit drops once recent own time (handler time not spent waiting on upstreams) exceeds this multiple of its long-run average.' },
     LOAD_SHEDDING_ENABLED: { type: 'boolean', default: true, description: 'Backstop: answer every request with 503 while the process is over one of the hard limits below.' },
     LOAD_SHEDDING_MAX_EVENT_LOOP_DELAY_MS: { type: 'integer', minimum: 0, maximum: 60_000, default: 200, description: 'Hard limit: mean event-loop delay over a sample interval above which every request is shed (0: off).' },
-    LOAD_SHEDDING_MAX_EVENT_LOOP_UTILIZATION: { type: 'number', minimum: 0, maximum: 1, default: 0, description: 'Hard limit: event-loop utilisation over a sample interval above which every request is shed (0: off).' },
+    LOAD_SHEDDING_MAX_EVENT_LOOP_UTILIZATION: { type: 'number', minimum: 0, maximum: 1, default: 0, description: 'Hard limit: event-loop utilisation over the last second above which every request is shed, checked every sample interval (0: off).' },
     LOAD_SHEDDING_MAX_HEAP_USED_BYTES: { type: 'integer', minimum: 0, description: 'Heap use above which requests are shed (default: 90% of the V8 heap limit; 0: off).' },
     LOAD_SHEDDING_MAX_RSS_BYTES: { type: 'integer', minimum: 0, default: 0, description: 'Resident memory above which requests are shed (0: off; set it near the container limit).' },
     LOAD_SHEDDING_SAMPLE_INTERVAL_MS: { type: 'integer', minimum: 10, maximum: 60_000, default: 500, description: 'How often pressure is sampled.' },

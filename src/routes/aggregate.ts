@@ -5,9 +5,12 @@ import { AggregateParams, AggregateQuerystring, aggregateBodySchema, type Upstre
 // Behind the deadline, a last bound on the whole handler: a merge already running is allowed this long to finish.
 const HANDLER_GRACE_MS = 1000
 
+const WRITES_INFO = new Set(['info', 'debug', 'trace'])
+
 /** What the request's log line says about an aggregate: each upstream's latency when complete, else its full report. */
 function bindOutcome (request: FastifyRequest, complete: boolean, upstreams: UpstreamReports | undefined) {
-  if (upstreams === undefined) return
+  // A child logger per request is wasted when the line is not written.
+  if (upstreams === undefined || !WRITES_INFO.has(request.log.level)) return
   if (!complete) {
     request.log = request.log.child({ complete, upstreams })
     return

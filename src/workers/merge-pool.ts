@@ -118,4 +118,3 @@ export async function createMergePool (registry: UpstreamRegistry, settings: Mer
 }
 
 export type MergePool = Awaited<ReturnType<typeof createMergePool>>
-export type MergePoolStats = ReturnType<MergePool['stats']>

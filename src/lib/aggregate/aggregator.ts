@@ -157,13 +157,14 @@ export function createAggregator (options: AggregatorOptions) {
     let failure: AggregateFailure | undefined
     // The deadline counts from arrival: time spent in the admission queue is part of it.
     const budgetMs = Math.max(0, deadlineMs - queuedMs)
-    const deadline = startDeadline(budgetMs, signal)
+    let deadline: Deadline | undefined
     inFlight++
     try {
       // Refuse before the fan-out, not after it: five upstream calls whose merge will be refused are pure waste, and
-      // under overload that waste is what makes goodput collapse.
+      // under overload that waste is what makes goodput collapse. Before the deadline too: a refusal sets no timer.
       const refused = merge.refusal(budgetMs - mergeReserveMs)
       if (refused) throw refused
+      deadline = startDeadline(budgetMs, signal)
       const outcomes = await fanOut(userId, deadline, requestId)
       for (const name of names) slowestCallMs = Math.max(slowestCallMs, outcomes[name]!.latencyMs)
       body = await mergeAndReport(userId, outcomes, deadline, startedAt)
@@ -173,7 +174,7 @@ export function createAggregator (options: AggregatorOptions) {
       throw error
     } finally {
       inFlight--
-      deadline.release()
+      deadline?.release()
       if (channels.request.hasSubscribers) {
         const durationMs = performance.now() - startedAt
         const message: AggregateRequestMessage = {
@@ -236,7 +237,7 @@ export function createAggregator (options: AggregatorOptions) {
     return { userId, ...merged.sections, meta: { complete, durationMs: elapsedSince(startedAt), upstreams: reports } }
   }
 
-  return { aggregate, names }
+  return { aggregate }
 }
 
 /**

@@ -13,12 +13,12 @@ export const AggregateQuerystring = Type.Object({}, { additionalProperties: fals
  * What happened to one upstream in one request. `merge-failed`: the call answered, but the merge could not use the
  * answer before the deadline (its thread died or ran out of time).
  */
-export const UPSTREAM_STATUSES = ['ok', 'timeout', 'error', 'rejected', 'malformed', 'cancelled', 'merge-failed'] as const
+const UPSTREAM_STATUSES = ['ok', 'timeout', 'error', 'rejected', 'malformed', 'cancelled', 'merge-failed'] as const
 export const UpstreamStatus = Type.Enum(UPSTREAM_STATUSES)
 export type UpstreamStatus = Static<typeof UpstreamStatus>
 
 /** Where a section came from when not from this call's body: `none` means it did. */
-export const FALLBACKS = ['none', 'stale', 'default', 'omitted'] as const
+const FALLBACKS = ['none', 'stale', 'default', 'omitted'] as const
 export const Fallback = Type.Enum(FALLBACKS)
 export type Fallback = Static<typeof Fallback>
 
@@ -31,12 +31,6 @@ export const UpstreamReport = Type.Object({
 })
 export type UpstreamReport = Static<typeof UpstreamReport>
 export type UpstreamReports = Record<string, UpstreamReport>
-
-export const AggregateMeta = Type.Object({
-  complete: Type.Boolean({ description: 'Every section came from its upstream\'s answer to this request.' }),
-  durationMs: Type.Number(),
-  upstreams: Type.Record(Type.String(), UpstreamReport)
-})
 
 /** An aggregate body: the user's id, one section per upstream (an optional one may be omitted), and what each upstream did. */
 export interface AggregateBody {
@@ -51,7 +45,8 @@ export function aggregateBodySchema (registry: UpstreamRegistry): TObject {
   for (const { name, required, section } of registry.upstreams) properties[name] = required ? section.schema : Type.Optional(section.schema)
   const names = registry.upstreams.map((upstream) => upstream.name)
   properties.meta = Type.Object({
-    ...AggregateMeta.properties,
+    complete: Type.Boolean({ description: 'Every section came from its upstream\'s answer to this request.' }),
+    durationMs: Type.Number(),
     upstreams: Type.Object(Object.fromEntries(names.map((name) => [name, UpstreamReport])))
   })
   return Type.Object(properties, { $id: 'AggregateBody', description: 'One user\'s sections, merged, with what each upstream did.' })

@@ -91,7 +91,8 @@ export async function loadMerger (registry: UpstreamRegistry, importModule = asy
     validator: Compile(declaration.payload),
     builder: ((await importModule(declaration.section.module)) as { default: SectionBuilder<unknown> }).default
   })))
-  return { names: upstreams.map((upstream) => upstream.declaration.name), merge: (input) => mergeSections(upstreams, input) }
+  const byName = new Map(upstreams.map((upstream) => [upstream.declaration.name, upstream]))
+  return { names: upstreams.map((upstream) => upstream.declaration.name), merge: (input) => mergeSections(upstreams, byName, input) }
 }
 
 function read (upstream: LoadedUpstream, body: Uint8Array, maxElements: number): unknown {
@@ -136,13 +137,12 @@ function buildSections (upstreams: LoadedUpstream[], input: MergeInput, payloads
  * structural budget, or with numbers that overflow in the merge — falls back to the stale body, then to its default
  * or nothing.
  */
-function mergeSections (upstreams: LoadedUpstream[], input: MergeInput): MergeResult {
+function mergeSections (upstreams: LoadedUpstream[], byName: ReadonlyMap<UpstreamName, LoadedUpstream>, input: MergeInput): MergeResult {
   const sources: Record<UpstreamName, Fallback> = {}
   const malformed: UpstreamName[] = []
   const payloads: Record<UpstreamName, unknown> = {}
   const freshUsed: UpstreamName[] = []
   let bytesParsed = 0
-  const byName = new Map(upstreams.map((upstream) => [upstream.declaration.name, upstream]))
   const maxElements = (upstream: LoadedUpstream) => input.maxBodyElements?.[upstream.declaration.name] ?? upstream.declaration.defaults.maxBodyElements
 
   function useFallback (upstream: LoadedUpstream, tryStale: boolean) {

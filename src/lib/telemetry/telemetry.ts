@@ -1,5 +1,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
 import { channels, type AdmissionMessage, type AggregateRequestMessage, type MergeMessage, type ShedMessage } from '../contract/events.js'
+import type { MERGE_WORK_COUNTERS } from '../merge/merge-sections.js'
+import type { AdmissionStats } from '../overload/admission.js'
 import { percentile } from '../percentile.js'
 import { createLiveStats, type StreamStats } from './live-stats.js'
 
@@ -16,24 +18,14 @@ export interface MergePoolState {
   maxQueue: number
   /** Share of the pool's capacity used since it started (piscina's `utilization`). */
   utilization: number
-  work: { tasks: number, candidatesScored: number, bytesParsed: number, malformedBodies: number }
-}
-
-/** The admission limit's state (src/lib/overload/admission.ts), null when admission is off. */
-export interface AdmissionState {
-  limit: number
-  inFlight: number
-  queued: number
-  maxQueue: number
-  recentOwnMs: number
-  baselineOwnMs: number
+  work: Record<typeof MERGE_WORK_COUNTERS[number], number>
 }
 
 /** Where telemetry pulls state from: it is handed these, it imports none of them. */
 export interface TelemetrySources {
   upstreams: () => Record<string, UpstreamState>
   mergePool: () => MergePoolState
-  admission: () => AdmissionState | null
+  admission: () => AdmissionStats | null
   eventLoop: { lag (windowMs: number): { p99Ms: number }, utilization (): number }
 }
 
@@ -47,7 +39,7 @@ export interface DashboardSnapshot {
   mergePool: { threads: number, queueSize: number, maxQueue: number, busyThreads: number, waitP99Ms: number | null, runP99Ms: number | null, tasks: number, candidatesScored: number }
   eventLoop: { delayP99Ms: number, utilization: number }
   memory: { rssBytes: number, heapUsedBytes: number }
-  admission: AdmissionState | null
+  admission: AdmissionStats | null
   shedByReason: Record<string, number>
 }
 
@@ -86,7 +78,7 @@ export function createTelemetry (upstreamNames: readonly string[], sources: Tele
   const responses = new Counter({ name: 'aggregate_responses_total', help: 'Aggregate responses by result: complete, partial (200 with a fallback) or failed.', labelNames: ['result'], registers: [registry] })
   const shed = new Counter({ name: 'aggregate_load_shed_total', help: 'Requests turned away to protect the gateway, by reason.', labelNames: ['reason'], registers: [registry] })
   const queueWait = new Histogram({ name: 'aggregate_admission_queue_wait_seconds', help: 'Time an admitted aggregate waited in the admission queue (requests admitted at once are not counted).', buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5], registers: [registry] })
-  const admissionGauge = (name: string, help: string, read: (state: AdmissionState) => number) => new Gauge({
+  const admissionGauge = (name: string, help: string, read: (state: AdmissionStats) => number) => new Gauge({
     name,
     help,
     registers: [registry],
