@@ -27,13 +27,15 @@ function rawExchange (origin: string, bytes: string): Promise<string> {
 
 const jsonBody = (response: string) => JSON.parse(response.slice(response.indexOf('\r\n\r\n') + 4)) as Record<string, unknown>
 
-describe('admission of a burst', () => {
-  let gateway: TestGateway
-  beforeAll(async () => {
-    gateway = await buildGateway({ ...upstreams.env, ADMISSION_INITIAL_LIMIT: '10', ADMISSION_MIN_LIMIT: '10', ADMISSION_MAX_LIMIT: '10', ADMISSION_MAX_QUEUE: '20', AGGREGATE_DEADLINE_MS: '5000', ...Object.fromEntries(UPSTREAM_NAMES.map((name) => [`UPSTREAM_${name.toUpperCase()}_TIMEOUT_MS`, '4000'])) }, { listen: true })
-  })
-  afterAll(async () => { await gateway?.close() })
+// One gateway for the file: the protocol errors are answered before admission or any upstream is involved. Calls
+// and deadline are roomy, so only admission decides who gets a 503.
+let gateway: TestGateway
+beforeAll(async () => {
+  gateway = await buildGateway({ ...upstreams.env, ADMISSION_INITIAL_LIMIT: '10', ADMISSION_MIN_LIMIT: '10', ADMISSION_MAX_LIMIT: '10', ADMISSION_MAX_QUEUE: '20', AGGREGATE_DEADLINE_MS: '20000', ...Object.fromEntries(UPSTREAM_NAMES.map((name) => [`UPSTREAM_${name.toUpperCase()}_TIMEOUT_MS`, '15000'])) }, { listen: true })
+})
+afterAll(async () => { await gateway?.close() })
 
+describe('admission of a burst', () => {
   it('turns the excess away at once with a cheap 503, and every fan-out it starts ends in a 200', async () => {
     // Upstreams slow enough that the ten admitted requests hold their slots while the rest arrive, however slowly a
     // busy machine sends them: the queued ones wait out their 100 ms and the rest find the queue full.
@@ -61,10 +63,6 @@ describe('admission of a burst', () => {
 })
 
 describe('protocol-level errors', () => {
-  let gateway: TestGateway
-  beforeAll(async () => { gateway = await buildGateway({ ...upstreams.env }, { listen: true }) })
-  afterAll(async () => { await gateway?.close() })
-
   it('answers a request without Host with the documented JSON error', async () => {
     const response = await rawExchange(gateway.origin, 'GET /aggregate/user-1 HTTP/1.1\r\n\r\n')
     expect(response, 'the raw response').toMatch(/^HTTP\/1\.1 400 /)

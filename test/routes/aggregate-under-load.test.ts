@@ -60,18 +60,20 @@ describe('a burst of 200 concurrent requests', () => {
   it('never has more calls in flight than the limit, and rejects the excess at once instead of queueing it', async () => {
     const gateway = await buildGateway({
       ...upstreams.env,
-      // Time to spare: a wait in a bulkhead queue (at most two 300 ms rounds) is never what fails a call.
-      AGGREGATE_DEADLINE_MS: '5000',
+      // Time to spare: a wait in a bulkhead queue (at most two 300 ms rounds) is never what fails a call, nor is the
+      // wait for the merge thread, which 200 merges keep busy for seconds on a loaded machine (a 5 s deadline dropped
+      // two merges under contended-test).
+      AGGREGATE_DEADLINE_MS: '30000',
       // This test is about the upstream bulkheads: neither admission nor the merge queue may be what turns requests away.
       ADMISSION_ENABLED: 'false',
       // Merges run inline: on a busy machine 200 merges queued for one thread could outlast the deadline.
       MERGE_INLINE_MAX_BYTES: String(64 * 1024 * 1024),
       UPSTREAM_PROFILE_CONCURRENCY: '200',
-      UPSTREAM_PROFILE_TIMEOUT_MS: '4000',
+      UPSTREAM_PROFILE_TIMEOUT_MS: '20000',
       ...Object.fromEntries(['ORDERS', 'RECOMMENDATIONS', 'INVENTORY', 'LOYALTY'].flatMap((name) => [
         [`UPSTREAM_${name}_CONCURRENCY`, '5'],
         [`UPSTREAM_${name}_MAX_QUEUE`, '10'],
-        [`UPSTREAM_${name}_TIMEOUT_MS`, '4000']
+        [`UPSTREAM_${name}_TIMEOUT_MS`, '20000']
       ]))
     }, { listen: true })
     try {
@@ -127,12 +129,19 @@ describe('the merge worker pool', () => {
       expect(unexpected.map((response) => describeResponse(response)), describeStatuses(responses)).toEqual([])
       expect(responses.filter((response) => response.status === 200).length, describeStatuses(responses)).toBeGreaterThan(10)
       expect(healthTimes.length).toBeGreaterThan(5)
-      // Measured: median about 1 ms with the pool; with the same merges inline it is about 70 ms, since every /health
-      // waits behind a 10x merge. The bound sits far from both.
+      // Measured alone: median about 1 ms with the pool; with the same merges inline it is about 70 ms, since every
+      // /health waits behind a 10x merge (56 ms), half a merge at the median. On a loaded machine everything slows down,
+      // merges included: the bounds are 30 ms and 500 ms, or a quarter of and five times the mean merge time measured
+      // in this run when that is more. Inline merges would still fail them; a busy machine does not.
+      const metrics = (await fetchResponse(`${gateway.origin}/metrics`)).text
+      const value = (series: string) => Number(new RegExp(`^${series} (\\S+)$`, 'm').exec(metrics)?.[1])
+      const meanMergeMs = (value('aggregate_merge_run_seconds_sum') / value('aggregate_merge_run_seconds_count')) * 1000
       healthTimes.sort((left, right) => left - right)
-      const summary = `/health times (ms) of ${healthTimes.length}: median ${healthTimes[Math.floor(healthTimes.length / 2)]!.toFixed(1)}, max ${healthTimes.at(-1)!.toFixed(1)}`
-      expect(healthTimes[Math.floor(healthTimes.length / 2)], summary).toBeLessThan(30)
-      expect(healthTimes.at(-1), summary).toBeLessThan(500)
+      const median = healthTimes[Math.floor(healthTimes.length / 2)]!
+      const summary = `/health times (ms) of ${healthTimes.length}: median ${median.toFixed(1)}, max ${healthTimes.at(-1)!.toFixed(1)}; mean merge ${meanMergeMs.toFixed(1)} ms`
+      expect(meanMergeMs, summary).toBeGreaterThan(0)
+      expect(median, summary).toBeLessThan(Math.max(30, meanMergeMs / 4))
+      expect(healthTimes.at(-1), summary).toBeLessThan(Math.max(500, meanMergeMs * 5))
     } finally {
       await gateway.close()
     }

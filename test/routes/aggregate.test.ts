@@ -72,13 +72,14 @@ describe('GET /aggregate/:userId', () => {
   })
 
   it('has all five upstream calls in flight at the same moment', async () => {
-    // Long enough that polling the five mocks' stats sees the overlap on a busy machine, well within the 5 s timeouts.
-    for (const name of UPSTREAM_NAMES) await upstreams.mocks[name].set({ latencyMs: 500 })
+    // Long enough that polling the five mocks' stats sees the overlap on a busy machine (500 ms was missed under
+    // contended-test: one poll took longer), well within the 5 s timeouts.
+    for (const name of UPSTREAM_NAMES) await upstreams.mocks[name].set({ latencyMs: 2000 })
     const pending = aggregate('user-1')
     await eventually(async () => {
       const stats = await upstreams.allStats()
       return UPSTREAM_NAMES.every((name) => stats[name].inFlight === 1)
-    }, 5000, 'all five upstreams to be in flight together')
+    }, 10_000, 'all five upstreams to be in flight together')
     expectStatus(await pending, 200)
   })
 

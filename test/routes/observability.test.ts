@@ -19,25 +19,26 @@ function sample (metrics: string, series: string): number {
   return line ? Number(line.slice(series.length + 1)) : 0
 }
 
+// Calls and deadline roomy: these tests count and stream, they do not test meeting a deadline on a busy machine.
+const roomy = () => ({
+  ...upstreams.env,
+  AGGREGATE_DEADLINE_MS: '10000',
+  ...Object.fromEntries(UPSTREAM_NAMES.map((name) => [`UPSTREAM_${name.toUpperCase()}_TIMEOUT_MS`, '5000']))
+})
+// Recommendations cut off at 200 ms, everything else roomy: a partial response without waiting out a 5 s timeout. One
+// dashboard at a time, for the stream tests.
+let partialGateway: TestGateway
+beforeAll(async () => { partialGateway = await buildGateway({ ...roomy(), UPSTREAM_RECOMMENDATIONS_TIMEOUT_MS: '200', DASHBOARD_MAX_CLIENTS: '1' }, { listen: true }) })
+afterAll(async () => { await partialGateway?.close() })
+
 describe('GET /metrics', () => {
   let gateway: TestGateway
-  // Recommendations cut off at 200 ms, everything else roomy: a partial response without waiting out a 5 s timeout.
-  let partialGateway: TestGateway
 
-  // No admission limit, a queue long enough for the bursts below and time to spare: this is about counting, not about
-  // turning work away or meeting a deadline on a busy machine.
+  // No admission limit and a queue long enough for the burst below: this is about counting, not turning work away.
   beforeAll(async () => {
-    const roomy = {
-      ...upstreams.env,
-      AGGREGATE_DEADLINE_MS: '10000',
-      ...Object.fromEntries(UPSTREAM_NAMES.map((name) => [`UPSTREAM_${name.toUpperCase()}_TIMEOUT_MS`, '5000']))
-    }
-    ;[gateway, partialGateway] = await Promise.all([
-      buildGateway({ ...roomy, MERGE_POOL_THREADS: '2', MERGE_POOL_MAX_QUEUE: '1000', ADMISSION_ENABLED: 'false' }, { listen: true }),
-      buildGateway({ ...roomy, UPSTREAM_RECOMMENDATIONS_TIMEOUT_MS: '200' }, { listen: true })
-    ])
+    gateway = await buildGateway({ ...roomy(), MERGE_POOL_THREADS: '2', MERGE_POOL_MAX_QUEUE: '1000', ADMISSION_ENABLED: 'false' }, { listen: true })
   })
-  afterAll(async () => { await Promise.all([gateway?.close(), partialGateway?.close()]) })
+  afterAll(async () => { await gateway?.close() })
 
   const metrics = async (on: TestGateway = gateway) => {
     const response = await fetchResponse(`${on.origin}/metrics`)
@@ -94,11 +95,6 @@ describe('GET /metrics', () => {
 })
 
 describe('the dashboard stream', () => {
-  let gateway: TestGateway
-
-  beforeAll(async () => { gateway = await buildGateway({ ...upstreams.env, MERGE_POOL_THREADS: '1', DASHBOARD_MAX_CLIENTS: '1' }, { listen: true }) })
-  afterAll(async () => { await gateway?.close() })
-
   /** Reads server-sent events from `/dashboard/stream` until `count` have arrived. */
   async function readEvents (response: Response, count: number) {
     const reader = response.body!.getReader()
@@ -120,10 +116,10 @@ describe('the dashboard stream', () => {
 
   it('keeps sending snapshots, and turns away dashboards over the limit', async () => {
     const controller = new AbortController()
-    const response = await fetch(`${gateway.origin}/dashboard/stream`, { signal: controller.signal })
+    const response = await fetch(`${partialGateway.origin}/dashboard/stream`, { signal: controller.signal })
     expect(response.status, 'GET /dashboard/stream').toBe(200)
     expect(response.headers.get('content-type')).toBe('text/event-stream')
-    await fetch(`${gateway.origin}/aggregate/user-1`)
+    await fetch(`${partialGateway.origin}/aggregate/user-1`)
     // The first snapshot comes on connect, the next ones once a second (sooner when an upstream's health changes).
     const { events } = await readEvents(response, 3)
     expect(events[2].at).toBeGreaterThan(events[0].at)
@@ -131,19 +127,19 @@ describe('the dashboard stream', () => {
     expect(events[1].upstreams.orders).toMatchObject({ concurrency: 50, maxQueue: 100 })
     expect(events[1].mergePool.threads).toBe(1)
 
-    const second = await fetchResponse(`${gateway.origin}/dashboard/stream`)
+    const second = await fetchResponse(`${partialGateway.origin}/dashboard/stream`)
     expectStatus(second, 503, 'a second dashboard over DASHBOARD_MAX_CLIENTS=1')
     expect(second.headers.get('retry-after')).toBe('2')
     controller.abort()
   })
 
   it('serves the page with a strict content security policy', async () => {
-    const page = await fetchResponse(`${gateway.origin}/dashboard`)
+    const page = await fetchResponse(`${partialGateway.origin}/dashboard`)
     expectStatus(page, 200)
     expect(page.headers.get('content-type')).toMatch(/^text\/html/)
     expect(page.headers.get('content-security-policy')).toContain("script-src 'self'")
     expect(page.text).toContain('<script src="/dashboard/app.js" defer></script>')
-    expect((await fetch(`${gateway.origin}/dashboard/app.js`)).headers.get('content-type')).toMatch(/^text\/javascript/)
+    expect((await fetch(`${partialGateway.origin}/dashboard/app.js`)).headers.get('content-type')).toMatch(/^text\/javascript/)
   })
 
   it('does not hold up shutdown', async () => {
