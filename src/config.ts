@@ -3,6 +3,29 @@ import { getHeapStatistics } from 'node:v8'
 import envSchema from 'env-schema'
 import { FALLBACK_POLICIES, registry as builtInRegistry, upstreamVariable, type FallbackPolicy, type UpstreamName, type UpstreamRegistry } from './lib/contract/upstreams.js'
 
+export interface CircuitBreakerConfig {
+  readonly enabled: boolean
+  /** Shares (0..1), as the breaker takes them; the variables are percentages. */
+  readonly failureRate: number
+  readonly slowCallRate: number
+  readonly slowCallMs: number
+  readonly windowSize: number
+  readonly windowMs: number
+  readonly minimumCalls: number
+  readonly openMs: number
+  readonly halfOpenProbes: number
+}
+
+export interface RetryConfig {
+  /** 0 or 1: at most one retry. */
+  readonly retries: number
+  /** 0: a try may use the call's whole budget. */
+  readonly perTryTimeoutMs: number
+  readonly budgetRatio: number
+  readonly budgetMin: number
+  readonly backoffMs: number
+}
+
 export interface UpstreamConfig {
   readonly url: string
   readonly timeoutMs: number
@@ -11,6 +34,10 @@ export interface UpstreamConfig {
   readonly fallback: FallbackPolicy
   readonly maxBodyBytes: number
   readonly maxBodyElements: number
+  readonly circuitBreaker: CircuitBreakerConfig
+  readonly retry: RetryConfig
+  readonly hedge: { readonly enabled: boolean, readonly budgetRatio: number }
+  readonly coalesce: boolean
 }
 
 export interface Config {
@@ -101,6 +128,7 @@ export function configSchema (registry: UpstreamRegistry = builtInRegistry): Rec
     if (!required) {
       schema[upstreamVariable(name, 'FALLBACK')] = { type: 'string', enum: FALLBACK_POLICIES, default: defaults.fallback, description: `What the ${name} section becomes when the call fails.` }
     }
+    Object.assign(schema, resilienceSchema(name))
   }
   Object.assign(schema, {
     UPSTREAM_KEEP_ALIVE_TIMEOUT_MS: { type: 'integer', minimum: 1, maximum: 600_000, default: 4000, description: 'How long an idle upstream connection is kept.' },
@@ -141,6 +169,31 @@ export function configSchema (registry: UpstreamRegistry = builtInRegistry): Rec
     SHUTDOWN_TIMEOUT_MS: { type: 'integer', minimum: 0, maximum: 600_000, default: 10_000, description: 'How long SIGTERM waits for in-flight requests before the process exits anyway.' }
   } satisfies Record<string, VariableSchema>)
   return schema
+}
+
+/** The resilience policies of one upstream's calls (src/clients/steps): the same variables and defaults for each. */
+function resilienceSchema (name: string): Record<string, VariableSchema> {
+  const variable = (suffix: string, schema: VariableSchema) => [upstreamVariable(name, suffix), schema] as const
+  const percent = (fallback: number, description: string): VariableSchema => ({ type: 'integer', minimum: 0, maximum: 100, default: fallback, description })
+  return Object.fromEntries([
+    variable('CIRCUIT_BREAKER', { type: 'boolean', default: true, description: `A circuit breaker on ${name} calls: while open, no call is made and the section gets its fallback at once (a required upstream: 503 with Retry-After).` }),
+    variable('CIRCUIT_FAILURE_RATE', percent(50, `Percentage of failed ${name} calls in the window (5xx, connection errors, timeouts) that opens the circuit.`)),
+    variable('CIRCUIT_SLOW_CALL_RATE', percent(80, `Percentage of slow ${name} calls in the window that opens the circuit, even if they succeed.`)),
+    variable('CIRCUIT_SLOW_CALL_MS', { type: 'integer', minimum: 1, maximum: 60_000, description: `A ${name} call at least this long is slow (default: 80% of its timeout). A timeout shorter than this is the deadline's doing and is not counted.` }),
+    variable('CIRCUIT_WINDOW_SIZE', { type: 'integer', minimum: 1, maximum: 10_000, default: 20, description: `The rates are over the last this many ${name} calls …` }),
+    variable('CIRCUIT_WINDOW_MS', { type: 'integer', minimum: 100, maximum: 3_600_000, default: 10_000, description: '… none older than this.' }),
+    variable('CIRCUIT_MIN_CALLS', { type: 'integer', minimum: 1, maximum: 10_000, default: 10, description: 'Fewer calls than this in the window never open the circuit.' }),
+    variable('CIRCUIT_OPEN_MS', { type: 'integer', minimum: 1, maximum: 3_600_000, default: 5000, description: `How long the circuit stays open before probing ${name} again.` }),
+    variable('CIRCUIT_HALF_OPEN_PROBES', { type: 'integer', minimum: 1, maximum: 1000, default: 1, description: 'Probes let through while half-open (others get the fallback at once); this many successes close the circuit, one failure reopens it.' }),
+    variable('RETRIES', { type: 'integer', minimum: 0, maximum: 1, default: 1, description: `Retries of a failed ${name} call: only for a connection refused or reset before any response byte, a 502, 503 or 504, or a per-try timeout; never for a 4xx or a malformed body.` }),
+    variable('RETRY_PER_TRY_TIMEOUT_MS', { type: 'integer', minimum: 0, maximum: 60_000, default: 0, description: 'Timeout of each try, so a hung first try leaves time for a second (0: a try may use the whole call budget).' }),
+    variable('RETRY_BUDGET_PERCENT', percent(20, `Retries may be at most this percentage of ${name} calls over the last 10 s (Envoy's retry_budget) …`)),
+    variable('RETRY_BUDGET_MIN', { type: 'integer', minimum: 0, maximum: 10_000, default: 3, description: '… plus this many, so a quiet upstream can still retry.' }),
+    variable('RETRY_BACKOFF_MS', { type: 'integer', minimum: 0, maximum: 10_000, default: 25, description: 'A retry waits a random time up to this (full jitter), and only if what is left of the call budget still fits a typical call.' }),
+    variable('HEDGE', { type: 'string', enum: ['off', 'auto'], default: 'off', description: `\`auto\`: when a ${name} call is slower than its recent p95, send one more and use the first good answer (the other is cancelled).` }),
+    variable('HEDGE_BUDGET_PERCENT', percent(10, `Hedges may be at most this percentage of ${name} calls over the last 10 s.`)),
+    variable('COALESCE', { type: 'boolean', default: true, description: `Concurrent ${name} calls for the same user share one call (its request id and deadline header are the first caller's).` })
+  ])
 }
 
 /** Prefixes owned by this service: a variable with one of them that the schema does not know is a typo, not someone else's. */
@@ -197,7 +250,8 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env, registry: Upst
       maxBodyBytes: number(upstreamVariable(name, 'MAX_BODY_BYTES')),
       maxBodyElements: number(upstreamVariable(name, 'MAX_BODY_ELEMENTS')),
       // A required upstream has no fallback; `omit` is what the merge is told, and the request fails before it matters.
-      fallback: (values[upstreamVariable(name, 'FALLBACK')] ?? 'omit') as FallbackPolicy
+      fallback: (values[upstreamVariable(name, 'FALLBACK')] ?? 'omit') as FallbackPolicy,
+      ...resilienceConfig(name, values)
     })
   }
   if (number('SERVER_REQUEST_TIMEOUT_MS') > 0 && number('SERVER_HEADERS_TIMEOUT_MS') > number('SERVER_REQUEST_TIMEOUT_MS')) {
@@ -260,4 +314,32 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env, registry: Upst
     }),
     shutdownTimeoutMs: number('SHUTDOWN_TIMEOUT_MS')
   })
+}
+
+function resilienceConfig (name: string, values: Record<string, unknown>): Pick<UpstreamConfig, 'circuitBreaker' | 'retry' | 'hedge' | 'coalesce'> {
+  const value = (suffix: string) => values[upstreamVariable(name, suffix)]
+  const number = (suffix: string) => value(suffix) as number
+  const share = (suffix: string) => number(suffix) / 100
+  return {
+    circuitBreaker: Object.freeze({
+      enabled: value('CIRCUIT_BREAKER') as boolean,
+      failureRate: share('CIRCUIT_FAILURE_RATE'),
+      slowCallRate: share('CIRCUIT_SLOW_CALL_RATE'),
+      slowCallMs: (value('CIRCUIT_SLOW_CALL_MS') as number | undefined) ?? Math.max(1, Math.round(number('TIMEOUT_MS') * 0.8)),
+      windowSize: number('CIRCUIT_WINDOW_SIZE'),
+      windowMs: number('CIRCUIT_WINDOW_MS'),
+      minimumCalls: number('CIRCUIT_MIN_CALLS'),
+      openMs: number('CIRCUIT_OPEN_MS'),
+      halfOpenProbes: number('CIRCUIT_HALF_OPEN_PROBES')
+    }),
+    retry: Object.freeze({
+      retries: number('RETRIES'),
+      perTryTimeoutMs: number('RETRY_PER_TRY_TIMEOUT_MS'),
+      budgetRatio: share('RETRY_BUDGET_PERCENT'),
+      budgetMin: number('RETRY_BUDGET_MIN'),
+      backoffMs: number('RETRY_BACKOFF_MS')
+    }),
+    hedge: Object.freeze({ enabled: value('HEDGE') === 'auto', budgetRatio: share('HEDGE_BUDGET_PERCENT') }),
+    coalesce: value('COALESCE') as boolean
+  }
 }

@@ -1,12 +1,17 @@
 import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
 import { configSchema } from '../src/config.js'
+import { registry, upstreamVariable } from '../src/lib/contract/upstreams.js'
 
 const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
 
 describe('README', () => {
   it('documents every configuration variable the service reads', () => {
-    const documented = new Set([...readme.matchAll(/^\| `([A-Z0-9_]+)` \|/gm)].map((match) => match[1]))
+    // A `UPSTREAM_<NAME>_…` row stands for that variable of every declared upstream.
+    const rows = [...readme.matchAll(/^\| `([A-Z0-9_<>]+)` \|/gm)].map((match) => match[1]!)
+    const documented = new Set(rows.flatMap((row) => row.startsWith('UPSTREAM_<NAME>_')
+      ? registry.upstreams.map(({ name }) => upstreamVariable(name, row.slice('UPSTREAM_<NAME>_'.length)))
+      : [row]))
     expect([...documented].sort()).toEqual(Object.keys(configSchema()).sort())
   })
 

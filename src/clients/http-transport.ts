@@ -1,8 +1,10 @@
 import { Pool } from 'undici'
 import { UpstreamCallError } from '../errors.js'
 import { pathFor, type UpstreamDeclaration } from '../lib/contract/upstreams.js'
+import type { LatencyWindow } from '../lib/resilience/latency-window.js'
 import type { CallHandler } from './pipeline.js'
 import { guardedConnect } from './response-header-guard.js'
+import { toUpstreamCallError } from './steps/classify-errors.js'
 
 export interface HttpTransportOptions {
   url: string
@@ -11,7 +13,12 @@ export interface HttpTransportOptions {
   timeoutMs: number
   maxBodyBytes: number
   keepAliveTimeoutMs: number
+  /** Where the latency of every answered call is recorded. */
+  latency: LatencyWindow
 }
+
+// Statuses that say the upstream (or a proxy before it) could not take the request now: safe to retry a GET.
+const RETRIABLE_STATUSES = new Set([502, 503, 504])
 
 // undici's own timers are coarse (see undici#1987); the per-call signal is the real timeout and these only a net.
 const SAFETY_NET_MS = 1000
@@ -19,9 +26,10 @@ const SAFETY_NET_MS = 1000
 /**
  * The last step: one GET on an undici Pool, the call's signal passed through. A 2xx body is read whole (undici cuts
  * it off past `maxBodyBytes`); any other status is dumped, so no connection is left stalled, and is an `error`.
+ * Every failure leaves as an `UpstreamCallError` that says whether it is safe to retry.
  */
 export function createHttpTransport (declaration: UpstreamDeclaration, options: HttpTransportOptions) {
-  const { url, connections, timeoutMs, maxBodyBytes, keepAliveTimeoutMs } = options
+  const { url, connections, timeoutMs, maxBodyBytes, keepAliveTimeoutMs, latency } = options
   const pool = new Pool(url, {
     connections,
     pipelining: 1,
@@ -35,18 +43,32 @@ export function createHttpTransport (declaration: UpstreamDeclaration, options: 
     maxResponseSize: maxBodyBytes
   })
 
-  const handle: CallHandler = async ({ userId, signal, budgetMs, requestId }) => {
-    const { statusCode, body } = await pool.request({
-      method: 'GET',
-      path: pathFor(declaration, userId),
-      signal,
-      headers: { accept: 'application/json', 'x-request-id': requestId, 'x-request-deadline-ms': String(budgetMs) }
-    })
+  const handle: CallHandler = async ({ userId, signal, budgetMs, requestId, trace }) => {
+    const startedAt = performance.now()
+    trace.attempts++
+    let response
+    try {
+      response = await pool.request({
+        method: 'GET',
+        path: pathFor(declaration, userId),
+        signal,
+        headers: { accept: 'application/json', 'x-request-id': requestId, 'x-request-deadline-ms': String(Math.max(0, Math.round(budgetMs))) }
+      })
+    } catch (error) {
+      throw toUpstreamCallError(declaration.name, error, signal, true)
+    }
+    const { statusCode, body } = response
     if (statusCode < 200 || statusCode > 299) {
       await body.dump({ signal, limit: 64 * 1024 }).catch(() => {})
-      throw new UpstreamCallError(declaration.name, 'error', { httpStatus: statusCode, reason: `HTTP ${statusCode}` })
+      throw new UpstreamCallError(declaration.name, 'error', { httpStatus: statusCode, reason: `HTTP ${statusCode}`, retriable: RETRIABLE_STATUSES.has(statusCode) })
     }
-    return new Uint8Array(await body.arrayBuffer())
+    try {
+      const bytes = new Uint8Array(await body.arrayBuffer())
+      latency.record(performance.now() - startedAt)
+      return bytes
+    } catch (error) {
+      throw toUpstreamCallError(declaration.name, error, signal)
+    }
   }
 
   return {

@@ -4,6 +4,16 @@
  * policy is one more step, not an edit across files.
  */
 
+/** What the steps did for one call, for `meta.upstreams.<name>`; written by the steps, read by whoever made the call. */
+export interface CallTrace {
+  /** Requests sent to the upstream: the first, a retry, a hedge. */
+  attempts: number
+  /** Set when a hedge was sent: whether its answer was the one used. */
+  hedge?: 'won' | 'lost'
+  /** This call joined another caller's call for the same user. */
+  coalesced?: boolean
+}
+
 export interface UpstreamCall {
   readonly userId: string
   /** Aborts the call: its own budget, the request deadline, client disconnect, or the fan-out giving up. */
@@ -11,6 +21,7 @@ export interface UpstreamCall {
   /** The most this call may take, queue wait included. */
   readonly budgetMs: number
   readonly requestId: string
+  readonly trace: CallTrace
 }
 
 /** A stage that answers a call with the upstream's raw body, or throws an `UpstreamCallError`. */

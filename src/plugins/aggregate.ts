@@ -1,6 +1,7 @@
 import fp from 'fastify-plugin'
 import { createUpstreamClient, type UpstreamClient } from '../clients/upstream-client.js'
 import { createAggregator, type Aggregator } from '../lib/aggregate/aggregator.js'
+import { channels, type CircuitMessage } from '../lib/contract/events.js'
 import { createStaleCache } from '../lib/resilience/stale-cache.js'
 import { createMergePool, type MergePool } from '../workers/merge-pool.js'
 
@@ -15,7 +16,8 @@ declare module 'fastify' {
 
 /**
  * Wires the aggregation together: one client per declared upstream fetches, the stale cache remembers, the merge pool
- * merges. Clients close after the last in-flight request, the pool after them.
+ * merges. A circuit breaker's change of state is logged once, here. Clients close after the last in-flight request,
+ * the pool after them.
  */
 export default fp(async function aggregate (fastify) {
   const { registry, upstreams, upstreamTransport, aggregate, staleCache, mergePool: poolSettings } = fastify.config
@@ -36,7 +38,13 @@ export default fp(async function aggregate (fastify) {
     mergeReserveMs: aggregate.mergeReserveMs,
     topK: aggregate.topK
   }))
+  const logCircuit = (message: unknown) => {
+    const { upstream, from, to, reason } = message as CircuitMessage
+    fastify.log[to === 'open' ? 'warn' : 'info']({ upstream, from, to, reason }, `${upstream} circuit ${to}`)
+  }
+  channels.circuit.subscribe(logCircuit)
   fastify.addHook('onClose', async () => {
+    channels.circuit.unsubscribe(logCircuit)
     await Promise.all(clients.map((client) => client.close()))
     await mergePool.close()
   })

@@ -64,6 +64,9 @@ export default fp<{ config: Config }>(async function http (fastify, { config }) 
     if (statusCode >= 500 && !ours) request.log.error({ err: error }, 'unhandled error')
     else request.log.debug({ err: error }, 'request failed')
     const exposeDetails = statusCode < 500 || ours
+    // An error that knows when to come back (an open circuit) says so; other 503s get the configured Retry-After.
+    const { retryAfterSeconds: retryAfter } = error as { retryAfterSeconds?: number }
+    if (statusCode === 503 && retryAfter !== undefined) reply.header('retry-after', retryAfter)
     return send(request, reply, statusCode, exposeDetails ? error.code ?? 'AGG_ERR_INTERNAL' : 'AGG_ERR_INTERNAL', exposeDetails ? error.message : 'Internal Server Error')
   })
 

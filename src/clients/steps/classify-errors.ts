@@ -7,19 +7,29 @@ function isTimeout (reason: unknown): boolean {
   return (reason as Error | undefined)?.name === 'TimeoutError' || (reason as { code?: string } | undefined)?.code === 'FST_ERR_HANDLER_TIMEOUT'
 }
 
+// Failures before any response byte: the request never reached the upstream's handler, or its answer never started.
+const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED'])
+
 /**
- * Outermost step: whatever went wrong further in becomes an {@link UpstreamCallError} with the status the response
- * reports — `timeout` when the call's own budget (or undici's net) ran out, `cancelled` when the request went away.
+ * What went wrong, as the status the response reports: `timeout` when the signal's budget (or undici's net) ran out,
+ * `cancelled` when it was aborted for any other reason (the request went away, a hedge won), else `error`.
+ * `beforeResponse`: no response head had arrived, so a connection failure is safe to retry.
  */
+export function toUpstreamCallError (upstream: string, error: unknown, signal: AbortSignal, beforeResponse = false): UpstreamCallError {
+  if (error instanceof UpstreamCallError) return error
+  if (signal.aborted) return new UpstreamCallError(upstream, isTimeout(signal.reason) ? 'timeout' : 'cancelled', { cause: error })
+  const code = (error as { code?: string }).code
+  if (code && TIMEOUT_CODES.has(code)) return new UpstreamCallError(upstream, 'timeout', { cause: error, reason: code })
+  return new UpstreamCallError(upstream, 'error', { cause: error, reason: code, retriable: beforeResponse && code !== undefined && CONNECTION_CODES.has(code) })
+}
+
+/** Outermost step: whatever went wrong further in becomes an {@link UpstreamCallError}. */
 export function classifyErrors (upstream: string): CallStep {
   return (next) => async (call) => {
     try {
       return await next(call)
     } catch (error) {
-      if (error instanceof UpstreamCallError) throw error
-      if (call.signal.aborted) throw new UpstreamCallError(upstream, isTimeout(call.signal.reason) ? 'timeout' : 'cancelled', { cause: error })
-      const code = (error as { code?: string }).code
-      throw new UpstreamCallError(upstream, code && TIMEOUT_CODES.has(code) ? 'timeout' : 'error', { cause: error, reason: code })
+      throw toUpstreamCallError(upstream, error, call.signal)
     }
   }
 }

@@ -5,13 +5,22 @@ import type { MergeInput, MergeResult, SectionInput } from '../merge/merge-secti
 import { callBudgetMs, startDeadline, type Deadline } from '../resilience/deadline.js'
 import type { StaleCache } from '../resilience/stale-cache.js'
 import {
-  RequiredUpstreamBusyError, RequiredUpstreamFailedError, RequiredUpstreamTimeoutError, UpstreamCallError, UserNotFoundError
+  RequiredUpstreamBusyError, RequiredUpstreamCircuitOpenError, RequiredUpstreamFailedError, RequiredUpstreamTimeoutError, UpstreamCallError, UserNotFoundError
 } from '../../errors.js'
+
+/** What the call path did for one call (src/clients/pipeline.ts writes it): requests sent, a hedge, a shared call. */
+export interface FetchTrace {
+  attempts: number
+  hedge?: 'won' | 'lost'
+  coalesced?: boolean
+}
 
 /** Anything that can fetch a user's raw body from one upstream (see src/clients). */
 export interface BodyFetcher {
   readonly timeoutMs: number
-  fetchBody (userId: string, options: { signal: AbortSignal, budgetMs: number, requestId: string }): Promise<Uint8Array>
+  fetchBody (userId: string, options: { signal: AbortSignal, budgetMs: number, requestId: string, trace: FetchTrace }): Promise<Uint8Array>
+  /** The upstream's circuit breaker now, if it has one: a required upstream whose circuit is open is not even tried. */
+  circuit? (): { state: 'closed' | 'open' | 'half-open', openForMs: number } | null
 }
 
 /**
@@ -51,6 +60,7 @@ interface CallOutcome {
   body?: Uint8Array
   failure?: UpstreamCallError
   latencyMs: number
+  trace: FetchTrace
 }
 
 const elapsedSince = (startedAt: number) => Math.round((performance.now() - startedAt) * 10) / 10
@@ -62,14 +72,24 @@ function requiredUpstreamError (name: UpstreamName, userId: string, failure: Ups
   switch (failure.status) {
     case 'timeout': return new RequiredUpstreamTimeoutError(name)
     case 'rejected': return new RequiredUpstreamBusyError(name)
+    case 'circuit-open': return new RequiredUpstreamCircuitOpenError(name, retryAfterSeconds(failure.retryAfterMs ?? 0))
     default: return new RequiredUpstreamFailedError(name)
   }
 }
 
-function failureReport (outcome: CallOutcome): UpstreamReport {
-  const failure = outcome.failure!
-  const report: UpstreamReport = { status: failure.status, latencyMs: outcome.latencyMs, fallback: 'omitted' }
-  if (failure.httpStatus !== undefined) report.httpStatus = failure.httpStatus
+const retryAfterSeconds = (ms: number) => Math.max(1, Math.ceil(ms / 1000))
+
+/** What one call did, before the merge says where its section came from. */
+function callReport (outcome: CallOutcome, fetcher: BodyFetcher): UpstreamReport {
+  const { failure, trace } = outcome
+  const report: UpstreamReport = failure
+    ? { status: failure.status, latencyMs: outcome.latencyMs, fallback: 'omitted', attempts: trace.attempts }
+    : { status: 'ok', latencyMs: outcome.latencyMs, fallback: 'none', attempts: trace.attempts }
+  if (failure?.httpStatus !== undefined) report.httpStatus = failure.httpStatus
+  const circuit = fetcher.circuit?.()
+  if (circuit) report.circuit = circuit.state
+  if (trace.hedge) report.hedge = trace.hedge
+  if (trace.coalesced) report.coalesced = true
   return report
 }
 
@@ -95,20 +115,31 @@ export function createAggregator (options: AggregatorOptions) {
   const servesStale = new Set(upstreams.filter((upstream) => !upstream.declaration.required && fallbackSteps(upstream.fallback).useStale).map((upstream) => upstream.declaration.name))
   const otherwise = Object.fromEntries(upstreams.map((upstream) => [upstream.declaration.name, upstream.declaration.required ? 'omit' : fallbackSteps(upstream.fallback).otherwise]))
   let inFlight = 0
+  const requiredUpstreams = upstreams.filter((upstream) => upstream.declaration.required)
+
+  /** A required upstream whose circuit is open fails the request at once: the other calls would be wasted. */
+  function openRequiredCircuit (): Error | null {
+    for (const { declaration, fetcher } of requiredUpstreams) {
+      const circuit = fetcher.circuit?.()
+      if (circuit?.state === 'open') return new RequiredUpstreamCircuitOpenError(declaration.name, retryAfterSeconds(circuit.openForMs))
+    }
+    return null
+  }
 
   async function fanOut (userId: string, deadline: Deadline, requestId: string) {
     const calls = upstreams.map(async ({ declaration, fetcher }): Promise<CallOutcome> => {
       const startedAt = performance.now()
+      const trace: FetchTrace = { attempts: 0 }
       try {
         const budgetMs = callBudgetMs(deadline, fetcher.timeoutMs, mergeReserveMs)
         const signal = deadline.callSignal(Math.max(0, budgetMs))
-        const body = await fetcher.fetchBody(userId, { signal, budgetMs, requestId })
-        return { body, latencyMs: elapsedSince(startedAt) }
+        const body = await fetcher.fetchBody(userId, { signal, budgetMs, requestId, trace })
+        return { body, latencyMs: elapsedSince(startedAt), trace }
       } catch (error) {
         // A required upstream failed: the other calls are of no use any more.
         if (declaration.required) deadline.abort(new DOMException('a required upstream failed', 'AbortError'))
         const failure = error instanceof UpstreamCallError ? error : new UpstreamCallError(declaration.name, 'error', { cause: error })
-        return { failure, latencyMs: elapsedSince(startedAt) }
+        return { failure, latencyMs: elapsedSince(startedAt), trace }
       }
     })
     const settled = await Promise.all(calls)
@@ -162,7 +193,7 @@ export function createAggregator (options: AggregatorOptions) {
     try {
       // Refuse before the fan-out, not after it: five upstream calls whose merge will be refused are pure waste, and
       // under overload that waste is what makes goodput collapse. Before the deadline too: a refusal sets no timer.
-      const refused = merge.refusal(budgetMs - mergeReserveMs)
+      const refused = merge.refusal(budgetMs - mergeReserveMs) ?? openRequiredCircuit()
       if (refused) throw refused
       deadline = startDeadline(budgetMs, signal)
       const outcomes = await fanOut(userId, deadline, requestId)
@@ -194,10 +225,7 @@ export function createAggregator (options: AggregatorOptions) {
 
   async function mergeAndReport (userId: string, outcomes: Record<UpstreamName, CallOutcome>, deadline: Deadline, startedAt: number): Promise<AggregateBody> {
     const callReports: UpstreamReports = {}
-    for (const name of names) {
-      const outcome = outcomes[name]!
-      callReports[name] = outcome.failure ? failureReport(outcome) : { status: 'ok', latencyMs: outcome.latencyMs, fallback: 'none' }
-    }
+    upstreams.forEach(({ declaration: { name }, fetcher }) => { callReports[name] = callReport(outcomes[name]!, fetcher) })
     const fail = (error: AggregateFailure, upstreams: UpstreamReports) => Object.assign(error, { upstreams })
 
     const failedRequired = required.find((name) => outcomes[name]!.failure)

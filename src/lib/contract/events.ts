@@ -39,9 +39,18 @@ export interface AdmissionMessage {
   waitedMs: number
 }
 
+/** `aggregator:circuit`: an upstream's circuit breaker changed state (logged once, counted by telemetry). */
+export interface CircuitMessage {
+  upstream: string
+  from: 'closed' | 'open' | 'half-open'
+  to: 'closed' | 'open' | 'half-open'
+  reason: string
+}
+
 export const channels = {
   request: channel('aggregator:request'),
   merge: channel('aggregator:merge'),
   shed: channel('aggregator:shed'),
-  admission: channel('aggregator:admission')
+  admission: channel('aggregator:admission'),
+  circuit: channel('aggregator:circuit')
 } as const

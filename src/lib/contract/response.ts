@@ -11,9 +11,10 @@ export const AggregateQuerystring = Type.Object({}, { additionalProperties: fals
 
 /**
  * What happened to one upstream in one request. `merge-failed`: the call answered, but the merge could not use the
- * answer before the deadline (its thread died or ran out of time).
+ * answer before the deadline (its thread died or ran out of time). `circuit-open`: no call was made, because the
+ * upstream's circuit breaker is open.
  */
-const UPSTREAM_STATUSES = ['ok', 'timeout', 'error', 'rejected', 'malformed', 'cancelled', 'merge-failed'] as const
+const UPSTREAM_STATUSES = ['ok', 'timeout', 'error', 'rejected', 'malformed', 'cancelled', 'merge-failed', 'circuit-open'] as const
 export const UpstreamStatus = Type.Enum(UPSTREAM_STATUSES)
 export type UpstreamStatus = Static<typeof UpstreamStatus>
 
@@ -27,7 +28,11 @@ export const UpstreamReport = Type.Object({
   latencyMs: Type.Number(),
   fallback: Fallback,
   /** The upstream's HTTP status when it answered with a non-2xx one. */
-  httpStatus: Type.Optional(Type.Integer())
+  httpStatus: Type.Optional(Type.Integer()),
+  attempts: Type.Integer({ minimum: 0, description: 'Requests sent to the upstream for this section: the first, a retry, a hedge (0 when none was sent).' }),
+  circuit: Type.Optional(Type.Enum(['closed', 'open', 'half-open'], { description: 'The upstream\'s circuit breaker after this call (absent when it has none).' })),
+  hedge: Type.Optional(Type.Enum(['won', 'lost'], { description: 'A hedge was sent because the first request was slower than the upstream\'s recent p95; which answer was used.' })),
+  coalesced: Type.Optional(Type.Boolean({ description: 'This request shared another request\'s call for the same user instead of making its own.' }))
 })
 export type UpstreamReport = Static<typeof UpstreamReport>
 export type UpstreamReports = Record<string, UpstreamReport>

@@ -19,7 +19,7 @@ interface Bucket {
   latency: Uint32Array
 }
 
-const emptyStatusCounts = (): Record<UpstreamStatus, number> => ({ ok: 0, timeout: 0, error: 0, rejected: 0, malformed: 0, cancelled: 0, 'merge-failed': 0 })
+const emptyStatusCounts = (): Record<UpstreamStatus, number> => ({ ok: 0, timeout: 0, error: 0, rejected: 0, malformed: 0, cancelled: 0, 'merge-failed': 0, 'circuit-open': 0 })
 
 function latencyBucket (latencyMs: number): number {
   const index = LATENCY_BOUNDS_MS.findIndex((bound) => latencyMs <= bound)

@@ -1,0 +1,32 @@
+import { UpstreamCallError } from '../../errors.js'
+import type { CallVerdict, CircuitBreaker } from '../../lib/resilience/circuit-breaker.js'
+import type { CallStep } from '../pipeline.js'
+
+/**
+ * What a failed call says about the upstream: a 4xx is an answer (the upstream is fine), a refusal or a cancellation
+ * is ours, and a timeout shorter than the slow-call threshold is the deadline's doing, not the upstream's.
+ */
+function verdictOf (error: unknown, elapsedMs: number, slowCallMs: number): CallVerdict {
+  if (!(error instanceof UpstreamCallError)) return 'failure'
+  switch (error.status) {
+    case 'error': return error.httpStatus !== undefined && error.httpStatus < 500 ? 'success' : 'failure'
+    case 'timeout': return elapsedMs >= slowCallMs ? 'failure' : 'ignored'
+    default: return 'ignored'
+  }
+}
+
+/** While the circuit is open, the call is not made: it fails at once as `circuit-open`, saying when to try again. */
+export function circuitBreakerStep (upstream: string, breaker: CircuitBreaker, slowCallMs: number): CallStep {
+  return (next) => async (call) => {
+    const permit = breaker.acquire()
+    if ('retryAfterMs' in permit) throw new UpstreamCallError(upstream, 'circuit-open', { retryAfterMs: permit.retryAfterMs })
+    try {
+      const body = await next(call)
+      breaker.release(permit, 'success')
+      return body
+    } catch (error) {
+      breaker.release(permit, verdictOf(error, performance.now() - permit.startedAt, slowCallMs))
+      throw error
+    }
+  }
+}
