@@ -4,9 +4,9 @@ import { settingsFromEnvironment } from './settings.js'
 
 // Starts one mock upstream: `node dist/mock-services/main.js <name>`, or MOCK_NAME. Port: MOCK_PORT, else the
 // upstream's default (4001-4005). Latency and faults: MOCK_LATENCY_MS, MOCK_JITTER_MS, MOCK_TAIL_RATE and
-// MOCK_TAIL_LATENCY_MS (that share of requests waits the tail latency instead), MOCK_FAILURE_RATE, MOCK_PAYLOAD_SCALE,
-// MOCK_HOSTILE_BYTES, MOCK_MODE, MOCK_MODE_USER_PREFIX (the mode and failure rate then hit only the users whose id
-// starts with it); the same settings can be changed at run time through PUT /__control.
+// MOCK_TAIL_LATENCY_MS (that share of requests waits the tail latency instead), MOCK_FAILURE_RATE, MOCK_FAILURE_STATUS,
+// MOCK_PAYLOAD_SCALE, MOCK_HOSTILE_BYTES, MOCK_MODE, MOCK_MODE_USER_PREFIX (the mode and failure rate then hit only the
+// users whose id starts with it); the same settings can be changed at run time through PUT /__control.
 const name = process.argv[2] ?? process.env.MOCK_NAME
 const declaration = registry.upstreams.find((upstream) => upstream.name === name)
 if (!declaration) {

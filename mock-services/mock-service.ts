@@ -205,7 +205,7 @@ export function createMockService (upstream: string | MockUpstream, defaults: Mo
         return
       }
       if (mode === 'error' || Math.random() < failureRate) {
-        return sendJson(response, 500, { error: 'simulated failure' })
+        return sendJson(response, current.failureStatus, { error: 'simulated failure' })
       }
       if (declaration.required && userId.startsWith('unknown')) return sendJson(response, 404, { error: 'user not found' })
       if (mode === 'nested') {

@@ -16,8 +16,10 @@ export interface MockSettings {
   tailRate: number
   /** Base delay of a tail request, in whole milliseconds. */
   tailLatencyMs: number
-  /** Probability (0..1) of answering 500 instead. */
+  /** Probability (0..1) of answering failureStatus instead. */
   failureRate: number
+  /** The status of a failure drawn by failureRate (and of `error` mode): 500, or a transient 502, 503 or 504. */
+  failureStatus: number
   /** Multiplies the list sizes of every body. */
   payloadScale: number
   /** Size of the body in `nested` mode: valid JSON that is expensive to parse. */
@@ -34,7 +36,7 @@ export interface MockSettings {
 const DEFAULT_HOSTILE_BYTES = 8 * 1024 * 1024 - 1024
 
 export const BUILT_IN_DEFAULTS: MockSettings = Object.freeze({
-  latencyMs: 0, jitterMs: 0, tailRate: 0, tailLatencyMs: 0, failureRate: 0, payloadScale: 1, hostileBytes: DEFAULT_HOSTILE_BYTES, mode: 'normal', modeUserPrefix: ''
+  latencyMs: 0, jitterMs: 0, tailRate: 0, tailLatencyMs: 0, failureRate: 0, failureStatus: 500, payloadScale: 1, hostileBytes: DEFAULT_HOSTILE_BYTES, mode: 'normal', modeUserPrefix: ''
 })
 
 type NumericSetting = { [Key in keyof MockSettings]: MockSettings[Key] extends number ? Key : never }[keyof MockSettings]
@@ -46,6 +48,7 @@ const LIMITS: Record<NumericSetting, { min: number, max: number, integer?: boole
   tailRate: { min: 0, max: 1 },
   tailLatencyMs: { min: 0, max: 600_000, integer: true },
   failureRate: { min: 0, max: 1 },
+  failureStatus: { min: 500, max: 504, integer: true },
   payloadScale: { min: 0.01, max: 100 },
   hostileBytes: { min: 1024, max: 64 * 1024 * 1024 }
 }
@@ -89,6 +92,7 @@ export function settingsFromEnvironment (env: NodeJS.ProcessEnv, base: MockSetti
     MOCK_TAIL_RATE: 'tailRate',
     MOCK_TAIL_LATENCY_MS: 'tailLatencyMs',
     MOCK_FAILURE_RATE: 'failureRate',
+    MOCK_FAILURE_STATUS: 'failureStatus',
     MOCK_PAYLOAD_SCALE: 'payloadScale',
     MOCK_HOSTILE_BYTES: 'hostileBytes'
   }

@@ -45,8 +45,10 @@ function upstreamPanel (name) {
 function renderUpstream (name, stats) {
   const panel = upstreamPanel(name)
   const field = (selector) => panel.querySelector(selector)
-  panel.setAttribute('data-health', stats.health)
-  setText(field('.health'), stats.health)
+  // An open circuit is a failing upstream even though its calls, not being made, show no errors.
+  const health = stats.circuit === 'open' ? 'failing' : stats.circuit === 'half-open' && stats.health === 'ok' ? 'degraded' : stats.health
+  panel.setAttribute('data-health', health)
+  setText(field('.health'), health)
   setText(field('.rate'), String(stats.rate))
   setText(field('.latency'), `${ms(stats.p50Ms)} / ${ms(stats.p99Ms)}`)
   setText(field('.errors'), percent(stats.errorRate))
@@ -55,6 +57,11 @@ function renderUpstream (name, stats) {
   setText(field('.fallbacks'), percent(stats.fallbackRate))
   setText(field('.in-flight'), `${stats.inFlight} / ${stats.concurrency}`)
   setText(field('.queued'), `${stats.queued} / ${stats.maxQueue}`)
+  setText(field('.circuit'), stats.circuit ?? 'none')
+  field('.circuit').setAttribute('data-circuit', stats.circuit ?? 'none')
+  setText(field('.retries'), String(stats.retries))
+  setText(field('.hedges'), `${stats.hedgesWon} / ${stats.hedges}`)
+  setText(field('.coalesced'), String(stats.coalesced))
   field('.fill').style.width = `${Math.min(100, (stats.inFlight / Math.max(1, stats.concurrency)) * 100)}%`
   const series = history.upstreams.get(name)
   push(series.latency, stats.p99Ms ?? 0)

@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
@@ -41,7 +42,18 @@ export default fp<{ config: Config }>(async function http (fastify, { config }) 
   // During shutdown, responses to requests already in flight carry `Connection: close`: a connection whose request
   // finishes after close() started would otherwise stay open until its keep-alive timeout and hold the shutdown hostage.
   let closing = false
-  fastify.addHook('preClose', async () => { closing = true })
+  // Node counts a connection that has not sent a byte yet as busy (it is timing its headers), so close() would wait
+  // for it until the headers timeout; a client's spare keep-alive connection, or one whose request it aborted before
+  // sending, is such a connection. They carry no request: closed with the idle ones.
+  const connections = new Set<Socket>()
+  fastify.server.on('connection', (socket: Socket) => {
+    connections.add(socket)
+    socket.once('close', () => connections.delete(socket))
+  })
+  fastify.addHook('preClose', async () => {
+    closing = true
+    for (const socket of connections) if (socket.bytesRead === 0) socket.destroy()
+  })
   fastify.addHook('onSend', async (_request, reply) => {
     if (closing) reply.header('connection', 'close')
   })

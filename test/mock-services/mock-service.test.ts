@@ -10,7 +10,7 @@ let mock: MockService
 let url: string
 
 beforeAll(async () => {
-  mock = createMockService('orders', { latencyMs: 5, jitterMs: 0, tailRate: 0, tailLatencyMs: 0, failureRate: 0, payloadScale: 1, hostileBytes: 64 * 1024, mode: 'normal', modeUserPrefix: '' })
+  mock = createMockService('orders', { latencyMs: 5, jitterMs: 0, tailRate: 0, tailLatencyMs: 0, failureRate: 0, failureStatus: 500, payloadScale: 1, hostileBytes: 64 * 1024, mode: 'normal', modeUserPrefix: '' })
   url = await mock.listen(0)
 })
 afterAll(async () => { await mock?.close() })

@@ -16,20 +16,25 @@ export interface HedgeStats {
 // Fewer recent latencies than this and the p95 means little: no hedging until then.
 const MIN_SAMPLES = 20
 const HEDGE_PERCENTILE = 0.95
+// A tail of 5% or more is itself the p95, and hedging at it would never start: the delay is also capped at this many
+// medians.
+const MEDIAN_MULTIPLE = 3
 
 const lost = () => new DOMException('another request for the same call answered first', 'AbortError')
 
 /**
  * Hedging for the tail (resilience4j's adaptive hedge, on the p95): when the call is slower than the upstream's recent
- * p95, one more request is sent, within the hedge budget; the first good answer wins and the other request is aborted,
+ * p95 (at most three times its median), one more request is sent, within the hedge budget; the first good answer wins and the other request is aborted,
  * so the upstream sees it cancelled. If one request fails, the other may still answer; the call fails when both have.
  */
 export function hedgeStep (options: HedgeOptions, stats: HedgeStats): CallStep {
   const { latency, budget } = options
   return (next) => (call) => {
     budget.recordCall()
-    const delayMs = latency.percentile(HEDGE_PERCENTILE, MIN_SAMPLES)
-    if (delayMs === null || delayMs >= call.budgetMs) return next(call)
+    const p95 = latency.percentile(HEDGE_PERCENTILE, MIN_SAMPLES)
+    if (p95 === null) return next(call)
+    const delayMs = Math.min(p95, MEDIAN_MULTIPLE * latency.percentile(0.5)!)
+    if (delayMs >= call.budgetMs) return next(call)
     return hedged(next, call, delayMs)
   }
 

@@ -55,6 +55,8 @@ export interface CircuitBreakerStats {
   slowCallRate: number
   bufferedCalls: number
   notPermitted: number
+  /** Transitions into each state since start. */
+  transitions: Record<CircuitState, number>
 }
 
 export function createCircuitBreaker (options: CircuitBreakerOptions, onTransition: (transition: CircuitTransition) => void = () => {}) {
@@ -74,10 +76,12 @@ export function createCircuitBreaker (options: CircuitBreakerOptions, onTransiti
   let probesInFlight = 0
   let probeSuccesses = 0
   let notPermitted = 0
+  const transitions: Record<CircuitState, number> = { closed: 0, open: 0, 'half-open': 0 }
 
   function transition (to: CircuitState, reason: string) {
     const from = state
     state = to
+    transitions[to]++
     onTransition({ from, to, reason })
   }
 
@@ -176,7 +180,8 @@ export function createCircuitBreaker (options: CircuitBreakerOptions, onTransiti
         failureRate: size === 0 ? 0 : failures / size,
         slowCallRate: size === 0 ? 0 : slowCalls / size,
         bufferedCalls: size,
-        notPermitted
+        notPermitted,
+        transitions: { ...transitions }
       }
     }
   }

@@ -2,7 +2,7 @@ import { percentile } from '../percentile.js'
 
 /**
  * The latest `size` latencies of one upstream, for the adaptive hedge delay (its p95) and the retry's idea of a
- * useful attempt (its p50). Percentiles are computed from a sorted copy at most once per `size / 8` new samples, so
+ * useful attempt (its p50). Percentiles come from a sorted copy made again once an eighth of the samples are new, so
  * reading them on every call costs a comparison, not a sort.
  */
 export function createLatencyWindow (size = 256) {
@@ -11,7 +11,6 @@ export function createLatencyWindow (size = 256) {
   let next = 0
   let sinceSort = Number.POSITIVE_INFINITY
   let sorted = new Float64Array(0)
-  const resortEvery = Math.max(1, Math.floor(size / 8))
 
   return {
     record (ms: number) {
@@ -24,7 +23,7 @@ export function createLatencyWindow (size = 256) {
     /** The `fraction` percentile of the recent latencies, or null with fewer than `minimum` of them. */
     percentile (fraction: number, minimum = 1): number | null {
       if (count < minimum || count === 0) return null
-      if (sinceSort >= resortEvery) {
+      if (sinceSort >= Math.max(1, count / 8)) {
         sorted = samples.slice(0, count).sort()
         sinceSort = 0
       }

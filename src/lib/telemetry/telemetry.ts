@@ -5,10 +5,17 @@ import type { AdmissionStats } from '../overload/admission.js'
 import { percentile } from '../percentile.js'
 import { createLiveStats, type StreamStats } from './live-stats.js'
 
+type CircuitState = 'closed' | 'open' | 'half-open'
+const CIRCUIT_STATES: readonly CircuitState[] = ['closed', 'open', 'half-open']
+
 /** What one upstream's client can report about itself at any moment. */
 export interface UpstreamState {
   bulkhead: { active: number, queued: number, concurrency: number, maxQueue: number }
   connections: { connected: number, free: number, pending: number, running: number, size: number }
+  /** null: the upstream has no circuit breaker. */
+  circuit: { state: CircuitState, openForMs: number, transitions: Record<CircuitState, number> } | null
+  /** Counted since start. */
+  calls: { retries: number, retriesSkipped: { budget: number, deadline: number }, hedges: number, hedgesWon: number, coalesced: number }
 }
 
 /** What the merge pool can report about itself at any moment. */
@@ -35,7 +42,18 @@ export interface DashboardSnapshot {
   requests: ReturnType<ReturnType<typeof createLiveStats>['summary']>['requests']
   shedRate: number
   shedTotal: number
-  upstreams: Record<string, StreamStats & { inFlight: number, queued: number, concurrency: number, maxQueue: number }>
+  upstreams: Record<string, StreamStats & {
+    inFlight: number
+    queued: number
+    concurrency: number
+    maxQueue: number
+    circuit: CircuitState | null
+    /** Since start: retries made, hedges sent and won, calls shared by a caller that joined another's. */
+    retries: number
+    hedges: number
+    hedgesWon: number
+    coalesced: number
+  }>
   mergePool: { threads: number, queueSize: number, maxQueue: number, busyThreads: number, waitP99Ms: number | null, runP99Ms: number | null, tasks: number, candidatesScored: number }
   eventLoop: { delayP99Ms: number, utilization: number }
   memory: { rssBytes: number, heapUsedBytes: number }
@@ -110,6 +128,47 @@ export function createTelemetry (upstreamNames: readonly string[], sources: Tele
   upstreamGauge('aggregate_bulkhead_concurrency_limit', 'Most upstream calls allowed in flight.', (state) => state.bulkhead.concurrency)
   upstreamGauge('aggregate_bulkhead_queue_limit', 'Most upstream calls allowed to wait.', (state) => state.bulkhead.maxQueue)
   new Gauge({ // eslint-disable-line no-new
+    name: 'aggregate_circuit_state',
+    help: 'Circuit breaker state per upstream: 1 for the state it is in, 0 for the others (no series for an upstream without a breaker).',
+    labelNames: ['upstream', 'state'],
+    registers: [registry],
+    collect () {
+      const states = sources.upstreams()
+      for (const upstream of upstreamNames) {
+        const circuit = states[upstream]!.circuit
+        if (circuit) for (const state of CIRCUIT_STATES) this.set({ upstream, state }, circuit.state === state ? 1 : 0)
+      }
+    }
+  })
+  // Counted by each client since start, read at scrape time.
+  const upstreamCounter = (name: string, help: string, labelName: string, read: (state: UpstreamState) => Record<string, number> | null) => new Counter({
+    name,
+    help,
+    labelNames: ['upstream', labelName],
+    registers: [registry],
+    collect () {
+      this.reset()
+      const states = sources.upstreams()
+      for (const upstream of upstreamNames) {
+        for (const [label, value] of Object.entries(read(states[upstream]!) ?? {})) this.inc({ upstream, [labelName]: label }, value)
+      }
+    }
+  })
+  upstreamCounter('aggregate_circuit_transitions_total', 'Circuit breaker transitions into each state.', 'to', (state) => state.circuit?.transitions ?? null)
+  upstreamCounter('aggregate_upstream_retries_total', 'Retries of failed upstream calls: made, or skipped because the retry budget was spent or the deadline could not fit one.', 'result', ({ calls }) => ({ made: calls.retries, 'skipped-budget': calls.retriesSkipped.budget, 'skipped-deadline': calls.retriesSkipped.deadline }))
+  upstreamCounter('aggregate_upstream_hedges_total', 'Hedged requests sent for slow upstream calls, by whether the hedge\'s answer was used.', 'result', ({ calls }) => ({ won: calls.hedgesWon, lost: calls.hedges - calls.hedgesWon }))
+  new Counter({ // eslint-disable-line no-new
+    name: 'aggregate_upstream_coalesced_total',
+    help: 'Upstream calls not made because the caller shared a concurrent call for the same user.',
+    labelNames: ['upstream'],
+    registers: [registry],
+    collect () {
+      this.reset()
+      const states = sources.upstreams()
+      for (const upstream of upstreamNames) this.inc({ upstream }, states[upstream]!.calls.coalesced)
+    }
+  })
+  new Gauge({ // eslint-disable-line no-new
     name: 'aggregate_upstream_connections',
     help: 'Upstream connection pool state (undici PoolStats).',
     labelNames: ['upstream', 'state'],
@@ -174,8 +233,19 @@ export function createTelemetry (upstreamNames: readonly string[], sources: Tele
       shedRate: summary.shedRate,
       shedTotal: Object.values(shedByReason).reduce((sum, count) => sum + count, 0),
       upstreams: Object.fromEntries(upstreamNames.map((name) => {
-        const { active, queued, concurrency, maxQueue } = states[name]!.bulkhead
-        return [name, { ...summary.upstreams[name]!, inFlight: active, queued, concurrency, maxQueue }]
+        const { bulkhead: { active, queued, concurrency, maxQueue }, circuit, calls } = states[name]!
+        return [name, {
+          ...summary.upstreams[name]!,
+          inFlight: active,
+          queued,
+          concurrency,
+          maxQueue,
+          circuit: circuit?.state ?? null,
+          retries: calls.retries,
+          hedges: calls.hedges,
+          hedgesWon: calls.hedgesWon,
+          coalesced: calls.coalesced
+        }]
       })),
       mergePool: {
         threads: pool.threads,
