@@ -11,6 +11,7 @@ import { slowUpstream } from './scenarios/slow-upstream.js'
 import { mergePlacement } from './scenarios/merge-placement.js'
 import { cpuPerAggregate } from './scenarios/cpu-per-aggregate.js'
 import { hostile } from './scenarios/hostile.js'
+import { circuitBreaker, coalescing, hedging, retries } from './scenarios/resilience.js'
 
 // `npm run bench`: every scenario, several alternating rounds, results in bench/results/ (JSON, markdown, SVG) and in
 // the README's performance section. `npm run bench -- --quick`: one short round each (about a minute), written to
@@ -25,7 +26,11 @@ const SCENARIOS: Record<string, (context: BenchContext) => Promise<ScenarioResul
   'slow-upstream': slowUpstream,
   'merge-placement': mergePlacement,
   'cpu-per-aggregate': cpuPerAggregate,
-  hostile
+  hostile,
+  'circuit-breaker': circuitBreaker,
+  retries,
+  hedging,
+  coalescing
 }
 
 const quick = process.argv.includes('--quick')

@@ -10,11 +10,25 @@ export const ADMISSION_OFF = { ADMISSION_ENABLED: 'false', LOAD_SHEDDING_ENABLED
 /** Admission on is the gateway's defaults: no variables. */
 export const ADMISSION_ON = {} as const
 
-/** The gateway's shed counters by reason (aggregate_load_shed_total), from /metrics on its observability port. */
-export async function shedCounts (gateway: Gateway): Promise<Record<string, number>> {
+/** The gateway's Prometheus text, from /metrics on its observability port. */
+async function metricsText (gateway: Gateway): Promise<string> {
   const response = await fetch(`${gateway.metricsOrigin}/metrics`, { signal: AbortSignal.timeout(5000) })
   if (!response.ok) throw new Error(`${gateway.name}: GET ${gateway.metricsOrigin}/metrics answered ${response.status}`)
-  const text = await response.text()
+  return response.text()
+}
+
+/** The values of the given series (name with labels, as /metrics writes them); 0 for a series not there. */
+export async function metricValues<Series extends string> (gateway: Gateway, series: readonly Series[]): Promise<Record<Series, number>> {
+  const lines = (await metricsText(gateway)).split('\n')
+  return Object.fromEntries(series.map((name) => {
+    const line = lines.find((candidate) => candidate.startsWith(`${name} `))
+    return [name, line === undefined ? 0 : Number(line.slice(name.length + 1))]
+  })) as Record<Series, number>
+}
+
+/** The gateway's shed counters by reason (aggregate_load_shed_total), from /metrics on its observability port. */
+export async function shedCounts (gateway: Gateway): Promise<Record<string, number>> {
+  const text = await metricsText(gateway)
   return Object.fromEntries([...text.matchAll(/^aggregate_load_shed_total\{reason="([^"]+)"\} (\d+)/gm)].map(([, reason, count]) => [reason!, Number(count)]))
 }
 

@@ -4,13 +4,16 @@ import type { CallStep } from '../pipeline.js'
 
 /**
  * What a failed call says about the upstream: a 4xx is an answer (the upstream is fine), a refusal or a cancellation
- * is ours, and a timeout shorter than the slow-call threshold is the deadline's doing, not the upstream's.
+ * is ours, and a timeout shorter than the slow-call threshold is the deadline's doing, not the upstream's. A probe is
+ * judged harder: one that was sent and did not succeed reopens the circuit, or a busy gateway, whose short deadlines
+ * tell nothing, would let probe after probe through.
  */
-function verdictOf (error: unknown, elapsedMs: number, slowCallMs: number): CallVerdict {
+function verdictOf (error: unknown, elapsedMs: number, slowCallMs: number, probe: boolean): CallVerdict {
   if (!(error instanceof UpstreamCallError)) return 'failure'
   switch (error.status) {
     case 'error': return error.httpStatus !== undefined && error.httpStatus < 500 ? 'success' : 'failure'
-    case 'timeout': return elapsedMs >= slowCallMs ? 'failure' : 'ignored'
+    case 'timeout': return probe || elapsedMs >= slowCallMs ? 'failure' : 'ignored'
+    case 'cancelled': return probe ? 'failure' : 'ignored'
     default: return 'ignored'
   }
 }
@@ -25,7 +28,7 @@ export function circuitBreakerStep (upstream: string, breaker: CircuitBreaker, s
       breaker.release(permit, 'success')
       return body
     } catch (error) {
-      breaker.release(permit, verdictOf(error, performance.now() - permit.startedAt, slowCallMs))
+      breaker.release(permit, verdictOf(error, performance.now() - permit.startedAt, slowCallMs, permit.probe))
       throw error
     }
   }
