@@ -86,6 +86,12 @@ describe.skipIf(!existsSync(CHROMIUM))('the live dashboard', () => {
 
       const timeouts = await page.textContent('[data-upstream="recommendations"] .timeouts')
       expect(Number.parseFloat(timeouts!)).toBeGreaterThan(0)
+      // Ten timeouts in a row open its circuit breaker: the panel says so, the others stay closed.
+      await page.waitForSelector('[data-upstream="recommendations"] .circuit[data-circuit="open"]', { timeout: 5000 })
+      expect(await page.textContent('[data-upstream="recommendations"] .circuit')).toBe('open')
+      expect(await page.textContent('[data-upstream="orders"] .circuit')).toBe('closed')
+      expect(await page.textContent('[data-upstream="recommendations"] .hedges')).toBe('0 / 0')
+      expect(Number(await page.textContent('[data-upstream="orders"] .retries'))).toBe(0)
       const background = await page.$eval('[data-upstream="recommendations"]', (panel) => getComputedStyle(panel).backgroundColor)
       expect(background).toBe('rgb(255, 235, 238)')
       expect(await page.getAttribute('[data-upstream="orders"]', 'data-health')).toBe('ok')
