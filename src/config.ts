@@ -1,4 +1,5 @@
-import { availableParallelism } from 'node:os'
+import { availableParallelism, tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { getHeapStatistics } from 'node:v8'
 import envSchema from 'env-schema'
 import { FALLBACK_POLICIES, registry as builtInRegistry, upstreamVariable, type FallbackPolicy, type UpstreamName, type UpstreamRegistry } from './lib/contract/upstreams.js'
@@ -48,7 +49,7 @@ export interface Config {
   /** The declared upstreams, and the settings of each (`UPSTREAM_<NAME>_…`). */
   readonly registry: UpstreamRegistry
   readonly upstreams: Readonly<Record<UpstreamName, UpstreamConfig>>
-  readonly upstreamTransport: { readonly keepAliveTimeoutMs: number }
+  readonly upstreamTransport: { readonly keepAliveTimeoutMs: number, readonly batchConcurrency: number }
   readonly staleCache: { readonly maxEntries: number, readonly maxBytes: number, readonly ttlMs: number }
   readonly mergePool: { readonly threads: number, readonly maxQueue: number, readonly inlineMaxBytes: number, readonly inlineWhenAloneMaxBytes: number, readonly maxHeapMb: number }
   readonly server: {
@@ -84,6 +85,21 @@ export interface Config {
     readonly host: string
     readonly maxDashboardClients: number
     readonly dashboardStreamMaxSeconds: number
+  }
+  readonly batch: {
+    readonly maxUsers: number
+    readonly ioConcurrency: number
+    readonly queueSize: number
+    /** Merges of one batch running at once (default: every thread). */
+    readonly cpuConcurrency: number
+    readonly itemTimeoutMs: number
+    readonly retries: number
+    readonly deadlineMs: number
+    readonly maxRunning: number
+    readonly retainMs: number
+    readonly maxRetained: number
+    readonly resultsDirectory: string
+    readonly maxResultBytes: number
   }
   readonly shutdownTimeoutMs: number
 }
@@ -166,6 +182,18 @@ export function configSchema (registry: UpstreamRegistry = builtInRegistry): Rec
     OBSERVABILITY_HOST: { type: 'string', default: '127.0.0.1', description: 'Interface of the separate observability port (`0.0.0.0` in containers, unpublished).' },
     DASHBOARD_MAX_CLIENTS: { type: 'integer', minimum: 1, maximum: 1000, default: 10, description: 'Dashboards connected at once; more get 503.' },
     DASHBOARD_STREAM_MAX_SECONDS: { type: 'integer', minimum: 1, maximum: 86_400, default: 300, description: 'A dashboard stream is closed after this long (the page reconnects), and at once if its client stops reading.' },
+    BATCH_MAX_USERS: { type: 'integer', minimum: 1, maximum: 1_000_000, default: 100_000, description: 'Most user ids in one batch; a bigger one is refused with 400.' },
+    BATCH_IO_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 10_000, default: 50, description: 'Stage 1: batch items fetching at once, so at most this many batch calls in flight per upstream (beside the interactive ones).' },
+    BATCH_QUEUE_SIZE: { type: 'integer', minimum: 1, maximum: 100_000, default: 100, description: 'Fetched items waiting for a merge; a full queue pauses stage 1.' },
+    BATCH_CPU_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 256, description: 'Stage 2: merges of one batch running at once on the worker pool (default: MERGE_POOL_THREADS); interactive merges queue behind at most this many.' },
+    BATCH_ITEM_TIMEOUT_MS: { type: 'integer', minimum: 1, maximum: 60_000, default: 200, description: 'Timeout of each try of a batch item\'s upstream call.' },
+    BATCH_RETRIES: { type: 'integer', minimum: 0, maximum: 1, default: 1, description: 'Retries of a batch item\'s failed call (the same safe failures and retry budget as interactive calls).' },
+    BATCH_DEADLINE_MS: { type: 'integer', minimum: 1000, maximum: 86_400_000, default: 300_000, description: 'A batch still running after this long is cancelled and ends `deadline-exceeded`.' },
+    BATCH_MAX_RUNNING: { type: 'integer', minimum: 1, maximum: 1000, default: 2, description: 'Batches running at once; more wait as `queued`.' },
+    BATCH_RETAIN_MS: { type: 'integer', minimum: 1000, maximum: 604_800_000, default: 3_600_000, description: 'How long a finished batch and its results are kept.' },
+    BATCH_MAX_RETAINED: { type: 'integer', minimum: 1, maximum: 100_000, default: 100, description: 'Most batches kept; the oldest finished one is forgotten first, and a new batch is refused with 503 when all are running or queued.' },
+    BATCH_RESULTS_DIRECTORY: { type: 'string', description: 'Where results are written as they complete, one NDJSON file per batch, read back by GET /batches/:id/results (default: a directory under the OS temp dir).' },
+    BATCH_MAX_RESULT_BYTES: { type: 'integer', minimum: 1024 * 1024, maximum: 1024 * 1024 * MiB, default: 2048 * MiB, description: 'Disk the results of all kept batches may use; beyond it new batches are refused with 503 and a running one fails.' },
     SHUTDOWN_TIMEOUT_MS: { type: 'integer', minimum: 0, maximum: 600_000, default: 10_000, description: 'How long SIGTERM waits for in-flight requests before the process exits anyway.' }
   } satisfies Record<string, VariableSchema>)
   return schema
@@ -178,7 +206,7 @@ function resilienceSchema (name: string): Record<string, VariableSchema> {
   return Object.fromEntries([
     variable('CIRCUIT_BREAKER', { type: 'boolean', default: true, description: `A circuit breaker on ${name} calls: while open, no call is made and the section gets its fallback at once (a required upstream: 503 with Retry-After).` }),
     variable('CIRCUIT_FAILURE_RATE', percent(50, `Percentage of failed ${name} calls in the window (5xx, connection errors, timeouts) that opens the circuit.`)),
-    variable('CIRCUIT_SLOW_CALL_RATE', percent(80, `Percentage of slow ${name} calls in the window that opens the circuit, even if they succeed.`)),
+    variable('CIRCUIT_SLOW_CALL_RATE', percent(100, `Percentage of slow ${name} calls in the window that opens the circuit, even if they succeed (100: only when every call is slow, since a busy gateway makes healthy calls look slow too).`)),
     variable('CIRCUIT_SLOW_CALL_MS', { type: 'integer', minimum: 1, maximum: 60_000, description: `A ${name} call at least this long is slow (default: 80% of its timeout). A timeout shorter than this is the deadline's doing and is not counted.` }),
     variable('CIRCUIT_WINDOW_SIZE', { type: 'integer', minimum: 1, maximum: 10_000, default: 20, description: `The rates are over the last this many ${name} calls …` }),
     variable('CIRCUIT_WINDOW_MS', { type: 'integer', minimum: 100, maximum: 3_600_000, default: 10_000, description: '… none older than this.' }),
@@ -197,7 +225,7 @@ function resilienceSchema (name: string): Record<string, VariableSchema> {
 }
 
 /** Prefixes owned by this service: a variable with one of them that the schema does not know is a typo, not someone else's. */
-const OWNED_PREFIXES = ['SERVER_', 'ADMISSION_', 'UPSTREAM_', 'AGGREGATE_', 'STALE_CACHE_', 'MERGE_POOL_', 'MERGE_INLINE_', 'LOAD_SHEDDING_', 'OBSERVABILITY_', 'DASHBOARD_', 'METRICS_']
+const OWNED_PREFIXES = ['BATCH_', 'SERVER_', 'ADMISSION_', 'UPSTREAM_', 'AGGREGATE_', 'STALE_CACHE_', 'MERGE_POOL_', 'MERGE_INLINE_', 'LOAD_SHEDDING_', 'OBSERVABILITY_', 'DASHBOARD_', 'METRICS_']
 
 /**
  * Reads and validates the configuration. This is the only place that reads `process.env`.
@@ -270,7 +298,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env, registry: Upst
     aggregate: Object.freeze({ deadlineMs, mergeReserveMs: number('AGGREGATE_MERGE_RESERVE_MS'), topK: number('RECOMMENDATIONS_TOP_K') }),
     registry,
     upstreams: Object.freeze(upstreams),
-    upstreamTransport: Object.freeze({ keepAliveTimeoutMs: number('UPSTREAM_KEEP_ALIVE_TIMEOUT_MS') }),
+    upstreamTransport: Object.freeze({ keepAliveTimeoutMs: number('UPSTREAM_KEEP_ALIVE_TIMEOUT_MS'), batchConcurrency: number('BATCH_IO_CONCURRENCY') }),
     staleCache: Object.freeze({ maxEntries: number('STALE_CACHE_MAX_ENTRIES'), maxBytes: number('STALE_CACHE_MAX_BYTES'), ttlMs: number('STALE_CACHE_TTL_MS') }),
     mergePool: Object.freeze({
       threads,
@@ -311,6 +339,20 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env, registry: Upst
       host: values.OBSERVABILITY_HOST as string,
       maxDashboardClients: number('DASHBOARD_MAX_CLIENTS'),
       dashboardStreamMaxSeconds: number('DASHBOARD_STREAM_MAX_SECONDS')
+    }),
+    batch: Object.freeze({
+      maxUsers: number('BATCH_MAX_USERS'),
+      ioConcurrency: number('BATCH_IO_CONCURRENCY'),
+      queueSize: number('BATCH_QUEUE_SIZE'),
+      cpuConcurrency: (values.BATCH_CPU_CONCURRENCY as number | undefined) ?? threads,
+      itemTimeoutMs: number('BATCH_ITEM_TIMEOUT_MS'),
+      retries: number('BATCH_RETRIES'),
+      deadlineMs: number('BATCH_DEADLINE_MS'),
+      maxRunning: number('BATCH_MAX_RUNNING'),
+      retainMs: number('BATCH_RETAIN_MS'),
+      maxRetained: number('BATCH_MAX_RETAINED'),
+      resultsDirectory: (values.BATCH_RESULTS_DIRECTORY as string | undefined) ?? join(tmpdir(), `http-aggregator-batches-${process.pid}`),
+      maxResultBytes: number('BATCH_MAX_RESULT_BYTES')
     }),
     shutdownTimeoutMs: number('SHUTDOWN_TIMEOUT_MS')
   })

@@ -22,6 +22,13 @@ export interface UpstreamCall {
   readonly budgetMs: number
   readonly requestId: string
   readonly trace: CallTrace
+  /**
+   * `batch`: a batch item's call, held to the batch's own share of the upstream (src/lib/batch) so interactive
+   * calls keep theirs. Its tries may be given their own timeout and number.
+   */
+  readonly lane?: 'interactive' | 'batch'
+  readonly retries?: number
+  readonly perTryTimeoutMs?: number
 }
 
 /** A stage that answers a call with the upstream's raw body, or throws an `UpstreamCallError`. */

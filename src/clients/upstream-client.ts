@@ -26,10 +26,13 @@ export interface UpstreamClientSettings {
   retry: RetryConfig
   hedge: { enabled: boolean, budgetRatio: number }
   coalesce: boolean
+  /** Calls of batch items allowed in flight at once, beside the interactive ones (BATCH_IO_CONCURRENCY). */
+  batchConcurrency: number
 }
 
 export interface UpstreamClientStats {
   bulkhead: BulkheadStats
+  batchBulkhead: BulkheadStats
   connections: { connected: number, free: number, pending: number, running: number, size: number }
   /** null when the upstream has no breaker. */
   circuit: CircuitBreakerStats | null
@@ -43,15 +46,17 @@ const BUDGET_WINDOW_MS = 10_000
 /**
  * A client for one upstream: the call pipeline
  *   classify errors → require budget → coalesce → retry → circuit breaker → hedge → bulkhead → HTTP transport
- * (an undici Pool with as many keep-alive connections as calls allowed in flight). Coalescing is outermost, so callers
+ * (an undici Pool with as many keep-alive connections as calls allowed in flight, interactive and batch). Coalescing is outermost, so callers
  * that share a call share its retries and hedges too; the breaker sits inside the retry so it judges every try, and a
  * retry meets an open circuit like any call; the bulkhead bounds every request sent, hedges included.
  */
 export function createUpstreamClient (declaration: UpstreamDeclaration, settings: UpstreamClientSettings) {
   const { name } = declaration
   const bulkhead = createBulkhead({ concurrency: settings.concurrency, maxQueue: settings.maxQueue })
+  // A batch item waits for a slot (stage 1 holds at most BATCH_IO_CONCURRENCY items in flight, so the queue stays short).
+  const batchBulkhead = createBulkhead({ concurrency: settings.batchConcurrency, maxQueue: settings.batchConcurrency })
   const latency = createLatencyWindow()
-  const transport = createHttpTransport(declaration, { ...settings, connections: settings.concurrency, latency })
+  const transport = createHttpTransport(declaration, { ...settings, connections: settings.concurrency + settings.batchConcurrency, latency })
   const retryStats: RetryStats = { retries: 0, skipped: { budget: 0, deadline: 0 } }
   const hedgeStats: HedgeStats = { sent: 0, won: 0 }
   const coalesceStats: CoalesceStats = { joined: 0 }
@@ -75,7 +80,7 @@ export function createUpstreamClient (declaration: UpstreamDeclaration, settings
   if (settings.hedge.enabled) {
     steps.push(hedgeStep({ latency, budget: createRateBudget({ ratio: settings.hedge.budgetRatio, floor: 0, windowMs: BUDGET_WINDOW_MS }) }, hedgeStats))
   }
-  steps.push(bulkheadStep(name, bulkhead))
+  steps.push(bulkheadStep(name, bulkhead, batchBulkhead))
   const handle = composeSteps(steps, transport.handle)
 
   return {
@@ -92,6 +97,7 @@ export function createUpstreamClient (declaration: UpstreamDeclaration, settings
     },
     stats: (): UpstreamClientStats => ({
       bulkhead: bulkhead.stats(),
+      batchBulkhead: batchBulkhead.stats(),
       connections: transport.stats(),
       circuit: breaker?.stats() ?? null,
       calls: { retries: retryStats.retries, retriesSkipped: { ...retryStats.skipped }, hedges: hedgeStats.sent, hedgesWon: hedgeStats.won, coalesced: coalesceStats.joined }

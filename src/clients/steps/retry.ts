@@ -45,9 +45,11 @@ async function tryOnce (next: CallHandler, call: UpstreamCall, budgetMs: number,
  * a fully jittered backoff still fits a typical call, and the upstream's retry budget has room.
  */
 export function retryStep (upstream: string, options: RetryOptions, stats: RetryStats): CallStep {
-  const { retries, perTryTimeoutMs, backoffMs, budget, latency, typicalCallMs } = options
+  const { backoffMs, budget, latency, typicalCallMs } = options
   return (next) => async (call) => {
     const startedAt = performance.now()
+    const retries = call.retries ?? options.retries
+    const perTryTimeoutMs = call.perTryTimeoutMs ?? options.perTryTimeoutMs
     budget.recordCall()
     try {
       return await tryOnce(next, call, call.budgetMs, perTryTimeoutMs)

@@ -18,7 +18,7 @@ export interface FetchTrace {
 /** Anything that can fetch a user's raw body from one upstream (see src/clients). */
 export interface BodyFetcher {
   readonly timeoutMs: number
-  fetchBody (userId: string, options: { signal: AbortSignal, budgetMs: number, requestId: string, trace: FetchTrace }): Promise<Uint8Array>
+  fetchBody (userId: string, options: { signal: AbortSignal, budgetMs: number, requestId: string, trace: FetchTrace } & Partial<BatchCall>): Promise<Uint8Array>
   /** The upstream's circuit breaker now, if it has one: a required upstream whose circuit is open is not even tried. */
   circuit? (): { state: 'closed' | 'open' | 'half-open', openForMs: number } | null
 }
@@ -34,6 +34,20 @@ export interface MergeRunner {
   runHere (input: MergeInput): MergeResult
   /** The error a merge asked for now would be refused with, or null: checked before any upstream is called. */
   refusal (budgetMs: number): Error | null
+}
+
+/** How a batch item's calls differ: their own lane of each upstream, and their own try timeout and retries. */
+interface BatchCall {
+  lane: 'batch'
+  perTryTimeoutMs: number
+  retries: number
+}
+
+/** A batch item after stage 1: what every upstream answered, waiting for its merge. */
+export interface FetchedItem {
+  readonly userId: string
+  readonly startedAt: number
+  readonly outcomes: Readonly<Record<UpstreamName, CallOutcome>>
 }
 
 /** One upstream as the aggregator sees it: its declaration, settings and client. */
@@ -126,14 +140,15 @@ export function createAggregator (options: AggregatorOptions) {
     return null
   }
 
-  async function fanOut (userId: string, deadline: Deadline, requestId: string) {
+  async function fanOut (userId: string, deadline: Deadline, requestId: string, batch?: BatchCall) {
     const calls = upstreams.map(async ({ declaration, fetcher }): Promise<CallOutcome> => {
       const startedAt = performance.now()
       const trace: FetchTrace = { attempts: 0 }
       try {
-        const budgetMs = callBudgetMs(deadline, fetcher.timeoutMs, mergeReserveMs)
+        // A batch item's calls share its deadline, sized for every try; an interactive call keeps the merge's reserve.
+        const budgetMs = batch ? Math.floor(deadline.remainingMs()) : callBudgetMs(deadline, fetcher.timeoutMs, mergeReserveMs)
         const signal = deadline.callSignal(Math.max(0, budgetMs))
-        const body = await fetcher.fetchBody(userId, { signal, budgetMs, requestId, trace })
+        const body = await fetcher.fetchBody(userId, { signal, budgetMs, requestId, trace, ...batch })
         return { body, latencyMs: elapsedSince(startedAt), trace }
       } catch (error) {
         // A required upstream failed: the other calls are of no use any more.
@@ -170,14 +185,16 @@ export function createAggregator (options: AggregatorOptions) {
    * malformed; when one is and a last-good value exists, it merges once more with that value, reusing the valid bodies
    * the first merge handed back. The common case copies no cached body.
    */
-  async function mergeWithFallbacks (userId: string, outcomes: Record<UpstreamName, CallOutcome>, deadline: Deadline): Promise<MergeResult> {
+  async function mergeWithFallbacks (userId: string, outcomes: Readonly<Record<UpstreamName, CallOutcome>>, deadline: Deadline, batch: boolean): Promise<MergeResult> {
+    // A batch's merges always go to the pool: the loop is busy with the batch's calls.
+    const alone = !batch && inFlight === 1
     const fresh = Object.fromEntries(names.map((name) => [name, outcomes[name]!.body]))
-    const first = await merge.run(mergeInput(userId, fresh, (name) => !outcomes[name]!.body), { signal: deadline.signal, budgetMs: deadline.remainingMs(), alone: inFlight === 1 })
+    const first = await merge.run(mergeInput(userId, fresh, (name) => !outcomes[name]!.body), { signal: deadline.signal, budgetMs: deadline.remainingMs(), alone })
     const replaceable = first.malformed.filter((name) => servesStale.has(name) && staleCache.get(name, userId) !== undefined)
     if (replaceable.length === 0) return first
     // A merge that found a malformed body hands every valid one back, for this second merge.
     const kept = first.validFresh
-    const second = await merge.run(mergeInput(userId, kept, (name) => !kept[name]), { signal: deadline.signal, budgetMs: deadline.remainingMs(), alone: inFlight === 1 })
+    const second = await merge.run(mergeInput(userId, kept, (name) => !kept[name]), { signal: deadline.signal, budgetMs: deadline.remainingMs(), alone })
     return { ...second, malformed: first.malformed }
   }
 
@@ -223,7 +240,7 @@ export function createAggregator (options: AggregatorOptions) {
     }
   }
 
-  async function mergeAndReport (userId: string, outcomes: Record<UpstreamName, CallOutcome>, deadline: Deadline, startedAt: number): Promise<AggregateBody> {
+  async function mergeAndReport (userId: string, outcomes: Readonly<Record<UpstreamName, CallOutcome>>, deadline: Deadline, startedAt: number, batch = false): Promise<AggregateBody> {
     const callReports: UpstreamReports = {}
     upstreams.forEach(({ declaration: { name }, fetcher }) => { callReports[name] = callReport(outcomes[name]!, fetcher) })
     const fail = (error: AggregateFailure, upstreams: UpstreamReports) => Object.assign(error, { upstreams })
@@ -238,7 +255,7 @@ export function createAggregator (options: AggregatorOptions) {
     try {
       // Past the deadline already, a merge could only be refused: answer with what is here.
       if (deadline.signal.aborted) throw deadline.signal.reason
-      merged = await raceDeadline(mergeWithFallbacks(userId, outcomes, deadline), deadline.signal)
+      merged = await raceDeadline(mergeWithFallbacks(userId, outcomes, deadline, batch), deadline.signal)
     } catch {
       // The merge could not answer before the deadline (its thread died, ran out of memory, or is still running): the
       // required sections are merged here, on the loop — they are small — and every optional one gets its static
@@ -265,8 +282,36 @@ export function createAggregator (options: AggregatorOptions) {
     return { userId, ...merged.sections, meta: { complete, durationMs: elapsedSince(startedAt), upstreams: reports } }
   }
 
-  return { aggregate }
+  /**
+   * Stage 1 of a batch item (src/lib/batch): every upstream called at once on the batch's lane, each try within
+   * `perTryTimeoutMs`, the item's deadline sized for every try. Never throws: failures are in the outcomes.
+   */
+  async function fetchItem (userId: string, { signal, requestId, perTryTimeoutMs, retries }: { signal: AbortSignal, requestId: string, perTryTimeoutMs: number, retries: number }): Promise<FetchedItem> {
+    const startedAt = performance.now()
+    // Every try, and a fully jittered backoff before a retry (at most 25 ms by default) with room to spare.
+    const deadline = startDeadline(perTryTimeoutMs * (retries + 1) + BATCH_RETRY_ALLOWANCE_MS * retries, signal)
+    try {
+      return { userId, startedAt, outcomes: await fanOut(userId, deadline, requestId, { lane: 'batch', perTryTimeoutMs, retries }) }
+    } finally {
+      deadline.release()
+    }
+  }
+
+  /** Stage 2 of a batch item: its merge, on the pool, within `budgetMs`; the body, or a coded error as `aggregate` throws. */
+  async function mergeItem (item: FetchedItem, { signal, budgetMs }: { signal: AbortSignal, budgetMs: number }): Promise<AggregateBody> {
+    const deadline = startDeadline(budgetMs, signal)
+    try {
+      return await mergeAndReport(item.userId, item.outcomes, deadline, item.startedAt, true)
+    } finally {
+      deadline.release()
+    }
+  }
+
+  return { aggregate, fetchItem, mergeItem }
 }
+
+// Time a batch item's deadline allows beyond its tries, for the backoff before a retry.
+const BATCH_RETRY_ALLOWANCE_MS = 50
 
 /**
  * Settles with `work`, or rejects once `signal` aborts: the request answers at its deadline, not when a merge ends.

@@ -1,0 +1,337 @@
+import { randomUUID } from 'node:crypto'
+import { mkdir, open, rm, type FileHandle } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { AggregateFailure, Aggregator, FetchedItem } from '../aggregate/aggregator.js'
+import type { AggregateBody } from '../contract/response.js'
+import { createTwoStagePipeline, type TwoStageStats } from './two-stage-pipeline.js'
+
+export const BATCH_STATUSES = ['queued', 'running', 'completed', 'cancelled', 'deadline-exceeded', 'failed'] as const
+export type BatchStatus = typeof BATCH_STATUSES[number]
+
+export interface BatchSettings {
+  ioConcurrency: number
+  queueSize: number
+  cpuConcurrency: number
+  itemTimeoutMs: number
+  retries: number
+  deadlineMs: number
+  maxRunning: number
+  retainMs: number
+  maxRetained: number
+  resultsDirectory: string
+  maxResultBytes: number
+}
+
+/** One line of a batch's results: the aggregate body, or the error it failed with. */
+export type BatchResultLine =
+  | { index: number, userId: string, status: 'ok' | 'partial', body: AggregateBody }
+  | { index: number, userId: string, status: 'failed', error: { statusCode: number, code: string, message: string } }
+
+export interface BatchView {
+  id: string
+  status: BatchStatus
+  total: number
+  done: number
+  ok: number
+  partial: number
+  failed: number
+  /** Items with at least one retried upstream call. */
+  retried: number
+  durationMs: number | null
+  /** Why it ended as it did, when not `completed`. */
+  reason?: string
+  stages: { io: { inFlight: number, limit: number }, queue: { size: number, limit: number }, cpu: { busy: number, threads: number } }
+}
+
+/** Stage utilisation, sampled twice a second while a batch runs, for the dashboard's chart. */
+export interface StageSample { at: number, io: number, queue: number, cpu: number, itemsPerSecond: number }
+
+export class BatchRefusedError extends Error {
+  readonly code = 'AGG_ERR_BATCHES_FULL'
+  readonly statusCode = 503
+  constructor (message: string) {
+    super(message)
+    this.name = 'BatchRefusedError'
+  }
+}
+
+const SAMPLE_MS = 500
+const MAX_SAMPLES = 1200
+// A batch item's merge waits for a thread behind at most BATCH_CPU_CONCURRENCY others: a roomy budget.
+const MERGE_BUDGET_MS = 10_000
+
+interface Batch {
+  readonly id: string
+  readonly userIds: readonly string[]
+  status: BatchStatus
+  reason?: string
+  readonly createdAt: number
+  startedAt?: number
+  endedAt?: number
+  counts: { done: number, ok: number, partial: number, failed: number, retried: number }
+  readonly controller: AbortController
+  pipeline?: { stats (): TwoStageStats }
+  readonly file: string
+  bytes: number
+  samples: StageSample[]
+  /** Whoever follows its results or events: told when a line is written or the batch ends. */
+  readonly listeners: Set<() => void>
+}
+
+const finished = (status: BatchStatus) => status !== 'queued' && status !== 'running'
+
+/**
+ * Batches of aggregates: each runs the two-stage pipeline (stage 1 the fan-out, stage 2 the merge) and writes its
+ * results to disk as NDJSON as they complete, so memory stays flat however many there are and a slow reader costs
+ * disk, not heap. At most `maxRunning` run at once (the rest wait as `queued`); finished ones are kept for `retainMs`,
+ * at most `maxRetained` of them and `maxResultBytes` of results, then forgotten with their file.
+ */
+export function createBatches (aggregator: Pick<Aggregator, 'fetchItem' | 'mergeItem'>, settings: BatchSettings) {
+  const batches = new Map<string, Batch>()
+  let resultBytes = 0
+  const ready = mkdir(settings.resultsDirectory, { recursive: true })
+
+  const notify = (batch: Batch) => { for (const listener of batch.listeners) listener() }
+
+  function view (batch: Batch): BatchView {
+    const stats: TwoStageStats = batch.pipeline?.stats() ?? { io: { inFlight: 0, limit: settings.ioConcurrency }, queue: { size: 0, limit: settings.queueSize }, cpu: { busy: 0, threads: settings.cpuConcurrency }, done: 0 }
+    const running = batch.status === 'running'
+    const result: BatchView = {
+      id: batch.id,
+      status: batch.status,
+      total: batch.userIds.length,
+      ...batch.counts,
+      durationMs: batch.startedAt === undefined ? null : Math.round((batch.endedAt ?? performance.now()) - batch.startedAt),
+      stages: {
+        io: { inFlight: running ? stats.io.inFlight : 0, limit: stats.io.limit },
+        queue: { size: running ? stats.queue.size : 0, limit: stats.queue.limit },
+        cpu: { busy: running ? stats.cpu.busy : 0, threads: stats.cpu.threads }
+      }
+    }
+    if (batch.reason) result.reason = batch.reason
+    return result
+  }
+
+  /** Forgets finished batches past their time, and the oldest finished ones beyond the count. */
+  async function prune () {
+    const now = performance.now()
+    const ended = [...batches.values()].filter((batch) => finished(batch.status)).sort((left, right) => left.endedAt! - right.endedAt!)
+    let excess = batches.size - settings.maxRetained
+    for (const batch of ended) {
+      if (now - batch.endedAt! < settings.retainMs && excess <= 0) continue
+      batches.delete(batch.id)
+      resultBytes -= batch.bytes
+      excess--
+      await rm(batch.file, { force: true })
+    }
+  }
+
+  function startQueued () {
+    let running = [...batches.values()].filter((batch) => batch.status === 'running').length
+    for (const batch of batches.values()) {
+      if (running >= settings.maxRunning) return
+      if (batch.status !== 'queued') continue
+      running++
+      run(batch).catch(() => {})
+    }
+  }
+
+  async function run (batch: Batch) {
+    batch.status = 'running'
+    batch.startedAt = performance.now()
+    const { signal } = batch.controller
+    const deadline = setTimeout(() => batch.controller.abort(new DOMException('the batch deadline passed', 'TimeoutError')), settings.deadlineMs)
+    let file: FileHandle | undefined
+    let lastDone = 0
+    const sampler = setInterval(() => {
+      const stats = batch.pipeline?.stats()
+      if (!stats) return
+      const itemsPerSecond = ((batch.counts.done - lastDone) * 1000) / SAMPLE_MS
+      lastDone = batch.counts.done
+      batch.samples.push({ at: Date.now(), io: stats.io.inFlight / stats.io.limit, queue: stats.queue.size / stats.queue.limit, cpu: stats.cpu.busy / stats.cpu.threads, itemsPerSecond })
+      if (batch.samples.length > MAX_SAMPLES) batch.samples.shift()
+      notify(batch)
+    }, SAMPLE_MS)
+    try {
+      await ready
+      file = await open(batch.file, 'w')
+      const writer = file
+      const pipeline = createTwoStagePipeline<string, FetchedItem, BatchResultLine>({
+        items: batch.userIds,
+        ioConcurrency: settings.ioConcurrency,
+        queueSize: settings.queueSize,
+        cpuConcurrency: settings.cpuConcurrency,
+        signal,
+        io: (userId, index, itemSignal) => aggregator.fetchItem(userId, { signal: itemSignal, requestId: `${batch.id}:${index}`, perTryTimeoutMs: settings.itemTimeoutMs, retries: settings.retries }),
+        cpu: (fetched, index, itemSignal) => mergeItem(fetched, index, itemSignal),
+        onResult: async (line) => {
+          const bytes = Buffer.from(`${JSON.stringify(line)}\n`)
+          if (resultBytes + bytes.length > settings.maxResultBytes) throw new BatchRefusedError(`results would exceed BATCH_MAX_RESULT_BYTES (${settings.maxResultBytes})`)
+          await writer.write(bytes)
+          batch.bytes += bytes.length
+          resultBytes += bytes.length
+          count(batch, line)
+          notify(batch)
+        }
+      })
+      batch.pipeline = pipeline
+      await pipeline.run()
+      batch.status = 'completed'
+    } catch (error) {
+      if (signal.aborted) {
+        batch.status = (signal.reason as Error | undefined)?.name === 'TimeoutError' ? 'deadline-exceeded' : 'cancelled'
+        batch.reason = (signal.reason as Error | undefined)?.message
+      } else {
+        batch.status = 'failed'
+        batch.reason = (error as Error).message
+        batch.controller.abort(error)
+      }
+    } finally {
+      clearTimeout(deadline)
+      clearInterval(sampler)
+      batch.endedAt = performance.now()
+      await file?.close().catch(() => {})
+      notify(batch)
+      startQueued()
+    }
+  }
+
+  async function mergeItem (fetched: FetchedItem, index: number, signal: AbortSignal): Promise<BatchResultLine> {
+    const { userId } = fetched
+    try {
+      const body = await aggregator.mergeItem(fetched, { signal, budgetMs: MERGE_BUDGET_MS })
+      return { index, userId, status: body.meta.complete ? 'ok' : 'partial', body }
+    } catch (error) {
+      const failure = error as AggregateFailure
+      return { index, userId, status: 'failed', error: { statusCode: failure.statusCode ?? 500, code: failure.code ?? 'AGG_ERR_INTERNAL', message: failure.message } }
+    }
+  }
+
+  function count (batch: Batch, line: BatchResultLine) {
+    batch.counts.done++
+    batch.counts[line.status]++
+    const reports = line.status === 'failed' ? undefined : line.body.meta.upstreams
+    if (reports && Object.values(reports).some((report) => report.attempts > 1)) batch.counts.retried++
+  }
+
+  return {
+    /** Queues a batch of user ids; refused when every kept batch is still running or queued, or results are full. */
+    async create (userIds: readonly string[]): Promise<BatchView> {
+      await prune()
+      if (batches.size >= settings.maxRetained) throw new BatchRefusedError(`${batches.size} batches are running or queued (BATCH_MAX_RETAINED); retry later`)
+      if (resultBytes >= settings.maxResultBytes) throw new BatchRefusedError('kept results have reached BATCH_MAX_RESULT_BYTES; retry once older batches are forgotten')
+      const id = randomUUID()
+      const batch: Batch = {
+        id,
+        userIds: [...userIds],
+        status: 'queued',
+        createdAt: performance.now(),
+        counts: { done: 0, ok: 0, partial: 0, failed: 0, retried: 0 },
+        controller: new AbortController(),
+        file: join(settings.resultsDirectory, `${id}.ndjson`),
+        bytes: 0,
+        samples: [],
+        listeners: new Set()
+      }
+      batches.set(id, batch)
+      startQueued()
+      return view(batch)
+    },
+
+    get: (id: string): BatchView | undefined => {
+      const batch = batches.get(id)
+      return batch && view(batch)
+    },
+
+    /**
+     * Cancels a queued or running batch: calls in flight are aborted, queued items dropped, running merges not waited
+     * for. Resolves with its view once it has ended (at most a second later).
+     */
+    async cancel (id: string): Promise<BatchView | undefined> {
+      const batch = batches.get(id)
+      if (!batch) return undefined
+      if (batch.status === 'queued') {
+        batch.status = 'cancelled'
+        batch.endedAt = performance.now()
+        notify(batch)
+      } else if (batch.status === 'running') {
+        const ended = new Promise<void>((resolve) => {
+          const timer = setTimeout(done, 1000)
+          function done () { clearTimeout(timer); batch!.listeners.delete(check); resolve() }
+          function check () { if (finished(batch!.status)) done() }
+          batch.listeners.add(check)
+        })
+        batch.controller.abort(new DOMException('the batch was cancelled', 'AbortError'))
+        await ended
+      }
+      return view(batch)
+    },
+
+    /**
+     * The batch's results as NDJSON chunks, from the first line, following the file while the batch runs: the caller
+     * reads at its own pace (a slow reader pauses this loop, not the batch). Ends when the batch has ended and every
+     * line is read, or `signal` aborts.
+     */
+    async * results (id: string, signal: AbortSignal): AsyncGenerator<Buffer> {
+      const batch = batches.get(id)
+      if (!batch) return
+      let position = 0
+      const chunk = Buffer.alloc(64 * 1024)
+      while (!signal.aborted) {
+        const ended = finished(batch.status)
+        if (position < batch.bytes) {
+          let file: FileHandle
+          try {
+            file = await open(batch.file, 'r')
+          } catch {
+            return
+          }
+          try {
+            while (position < batch.bytes && !signal.aborted) {
+              const { bytesRead } = await file.read(chunk, 0, Math.min(chunk.length, batch.bytes - position), position)
+              if (bytesRead === 0) break
+              position += bytesRead
+              yield Buffer.from(chunk.subarray(0, bytesRead))
+            }
+          } finally {
+            await file.close()
+          }
+          continue
+        }
+        if (ended) return
+        await new Promise<void>((resolve) => {
+          const wake = () => { batch.listeners.delete(wake); signal.removeEventListener('abort', wake); resolve() }
+          batch.listeners.add(wake)
+          signal.addEventListener('abort', wake, { once: true })
+        })
+      }
+    },
+
+    /** Calls `listener` with the batch's view on every change (at most twice a second while it runs) until it ends. */
+    follow (id: string, listener: (view: BatchView) => void): (() => void) | undefined {
+      const batch = batches.get(id)
+      if (!batch) return undefined
+      let last = 0
+      const onChange = () => {
+        const now = performance.now()
+        if (!finished(batch.status) && now - last < SAMPLE_MS) return
+        last = now
+        listener(view(batch))
+      }
+      batch.listeners.add(onChange)
+      listener(view(batch))
+      return () => { batch.listeners.delete(onChange) }
+    },
+
+    /** Running and recently finished batches, with their stage samples, for metrics and the dashboard. */
+    list: () => [...batches.values()].map((batch) => ({ ...view(batch), samples: batch.samples })),
+
+    /** Cancels every batch and deletes every result file. */
+    async close () {
+      for (const batch of batches.values()) if (!finished(batch.status)) batch.controller.abort(new DOMException('the gateway is shutting down', 'AbortError'))
+      await rm(settings.resultsDirectory, { recursive: true, force: true })
+    }
+  }
+}
+
+export type Batches = ReturnType<typeof createBatches>

@@ -1,0 +1,170 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { UPSTREAM_NAMES } from '../../src/lib/contract/upstreams.js'
+import { buildGateway, type TestGateway } from '../helpers/build-gateway.js'
+import { describeResponse, fetchResponse } from '../helpers/expect-response.js'
+import { eventually, startMockUpstreams, type MockUpstreams } from '../helpers/mock-upstreams.js'
+
+// Batches through the real routes, real mocks and the real merge pool: POST, progress, NDJSON results, server-sent
+// events, cancellation and the batch deadline, seen from outside.
+
+const IO_CONCURRENCY = 10
+// Upstream timeouts no busy machine misses: the breakers judge a call slow at 80% of them.
+const ROOMY = Object.fromEntries(UPSTREAM_NAMES.map((name) => [`UPSTREAM_${name.toUpperCase()}_TIMEOUT_MS`, '2000']))
+let upstreams: MockUpstreams
+let gateway: TestGateway
+beforeAll(async () => {
+  upstreams = await startMockUpstreams()
+  gateway = await buildGateway({
+    ...upstreams.env, ...ROOMY, AGGREGATE_DEADLINE_MS: '3000', BATCH_IO_CONCURRENCY: String(IO_CONCURRENCY), BATCH_QUEUE_SIZE: '5', BATCH_MAX_USERS: '2000', BATCH_ITEM_TIMEOUT_MS: '1000', BATCH_DEADLINE_MS: '60000'
+  }, { listen: true })
+})
+afterEach(async () => { await upstreams.reset() })
+afterAll(async () => {
+  await gateway?.close()
+  await upstreams?.close()
+})
+
+const users = (count: number, prefix = 'batch-user') => Array.from({ length: count }, (_, index) => `${prefix}-${index}`)
+
+async function submit (userIds: string[]) {
+  const response = await fetchResponse(`${gateway.origin}/batches`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ userIds }) })
+  expect(response.status, describeResponse(response)).toBe(202)
+  expect(response.headers.get('location')).toBe(`/batches/${response.body.id}`)
+  return response.body.id as string
+}
+
+const status = async (id: string) => (await fetchResponse(`${gateway.origin}/batches/${id}`)).body
+
+async function until (id: string, wanted: (body: { status: string }) => boolean, timeoutMs = 20_000) {
+  let last: { status: string } = { status: 'unknown' }
+  await eventually(async () => wanted(last = await status(id)), timeoutMs, 'the batch to reach the status wanted').catch((error: Error) => {
+    throw new Error(`${error.message}; last seen ${JSON.stringify(last)}`)
+  })
+  return last as Record<string, any>
+}
+
+async function resultLines (id: string) {
+  const text = await (await fetch(`${gateway.origin}/batches/${id}/results`)).text()
+  return text.split('\n').filter((line) => line !== '').map((line) => JSON.parse(line))
+}
+
+describe('a batch of aggregates', () => {
+  it('aggregates every user once, with at most BATCH_IO_CONCURRENCY calls in flight on any upstream', async () => {
+    for (const name of UPSTREAM_NAMES) await upstreams.mocks[name].set({ latencyMs: 20 })
+    const ids = users(200)
+    const id = await submit(ids)
+    const done = await until(id, (body) => body.status === 'completed')
+    const failures = (await resultLines(id)).filter((line) => line.status !== 'ok').slice(0, 3)
+    expect(done, JSON.stringify(failures)).toMatchObject({ id, status: 'completed', total: 200, done: 200, ok: 200, partial: 0, failed: 0 })
+    expect(done.stages).toEqual({ io: { inFlight: 0, limit: IO_CONCURRENCY }, queue: { size: 0, limit: 5 }, cpu: { busy: 0, threads: 1 } })
+    const lines = await resultLines(id)
+    expect(lines).toHaveLength(200)
+    expect(new Set(lines.map((line) => line.index)).size).toBe(200)
+    for (const line of lines) {
+      expect(line.userId).toBe(ids[line.index])
+      expect(line.status).toBe('ok')
+      expect(line.body.userId).toBe(line.userId)
+    }
+    const stats = await upstreams.allStats()
+    for (const name of UPSTREAM_NAMES) {
+      expect(stats[name].requests, name).toBe(200)
+      expect(stats[name].maxInFlight, name).toBeLessThanOrEqual(IO_CONCURRENCY)
+      expect(stats[name].maxInFlight, name).toBeGreaterThan(1)
+    }
+  })
+
+  it('streams results while the batch runs, and progress as server-sent events until it ends', async () => {
+    for (const name of UPSTREAM_NAMES) await upstreams.mocks[name].set({ latencyMs: 50 })
+    const id = await submit(users(150, 'stream-user'))
+    const events = fetch(`${gateway.origin}/batches/${id}/events`).then(async (response) => {
+      expect(response.headers.get('content-type')).toBe('text/event-stream')
+      return (await response.text()).split('\n\n').filter((event) => event.startsWith('event: progress')).map((event) => JSON.parse(event.split('data: ')[1]!))
+    })
+    const response = await fetch(`${gateway.origin}/batches/${id}/results`)
+    expect(response.headers.get('content-type')).toBe('application/x-ndjson')
+    const reader = response.body!.getReader()
+    const first = await reader.read()
+    // The first lines arrive while the batch is still running.
+    expect((await status(id)).status).toBe('running')
+    let text = new TextDecoder().decode(first.value)
+    for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) text += new TextDecoder().decode(chunk.value)
+    expect(text.trim().split('\n')).toHaveLength(150)
+    const progress = await events
+    expect(progress.length).toBeGreaterThan(1)
+    expect(progress.at(-1)).toMatchObject({ status: 'completed', done: 150 })
+  })
+
+  it('accounts for every item under 10% transient failures: ok, partial or failed with a reason; at most one retry per failed call', async () => {
+    await upstreams.mocks.orders.set({ failureRate: 0.1, failureStatus: 503 })
+    await upstreams.mocks.profile.set({ failureRate: 0.1, failureStatus: 503 })
+    const id = await submit(users(300, 'flaky-user'))
+    const done = await until(id, (body) => body.status === 'completed')
+    expect(done.ok + done.partial + done.failed).toBe(300)
+    expect(done.retried).toBeGreaterThan(0)
+    const lines = await resultLines(id)
+    expect(lines).toHaveLength(300)
+    for (const line of lines) {
+      if (line.status === 'failed') expect(line.error.code).toMatch(/^AGG_ERR_/)
+      else for (const report of Object.values(line.body.meta.upstreams) as Array<{ attempts: number }>) expect(report.attempts).toBeLessThanOrEqual(2)
+    }
+    // Profile failing twice in a row fails the item, with the code a client of GET /aggregate would get.
+    expect(lines.filter((line) => line.status === 'failed').every((line) => line.error.code === 'AGG_ERR_UPSTREAM_FAILED')).toBe(true)
+  })
+
+  it('cancels on DELETE: calls in flight aborted at the upstreams within a second, nothing more is called', async () => {
+    for (const name of UPSTREAM_NAMES) await upstreams.mocks[name].set({ latencyMs: 400 })
+    const id = await submit(users(1000, 'cancel-user'))
+    await eventually(async () => (await upstreams.mocks.orders.stats()).inFlight === IO_CONCURRENCY, 5000, 'the batch at full concurrency')
+    const response = await fetchResponse(`${gateway.origin}/batches/${id}`, { method: 'DELETE' })
+    expect(response.status, describeResponse(response)).toBe(200)
+    expect(response.body.status).toBe('cancelled')
+    await eventually(async () => Object.values(await upstreams.allStats()).every((stats) => stats.inFlight === 0), 1000, 'every upstream idle')
+    const stats = await upstreams.allStats()
+    for (const name of UPSTREAM_NAMES) expect(stats[name].aborted, name).toBeGreaterThan(0)
+    const requests = stats.orders.requests
+    await new Promise((resolve) => setTimeout(resolve, 500))
+    expect((await upstreams.mocks.orders.stats()).requests).toBe(requests)
+    expect((await status(id)).done).toBeLessThan(1000)
+  })
+
+  it('ends deadline-exceeded when the batch outlives BATCH_DEADLINE_MS, the same way', async () => {
+    const short = await buildGateway({ ...upstreams.env, ...ROOMY, AGGREGATE_DEADLINE_MS: '3000', BATCH_IO_CONCURRENCY: '5', BATCH_DEADLINE_MS: '1000', BATCH_ITEM_TIMEOUT_MS: '1000' }, { listen: true })
+    try {
+      for (const name of UPSTREAM_NAMES) await upstreams.mocks[name].set({ latencyMs: 300 })
+      const response = await fetchResponse(`${short.origin}/batches`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ userIds: users(500, 'late-user') }) })
+      const id = response.body.id as string
+      await eventually(async () => (await fetchResponse(`${short.origin}/batches/${id}`)).body.status === 'deadline-exceeded', 5000, 'the batch deadline')
+      await eventually(async () => Object.values(await upstreams.allStats()).every((stats) => stats.inFlight === 0), 1000, 'every upstream idle')
+      const view = (await fetchResponse(`${short.origin}/batches/${id}`)).body
+      expect(view.done).toBeLessThan(500)
+      expect(view.reason).toMatch(/deadline/)
+    } finally {
+      await short.close()
+    }
+  })
+})
+
+describe('POST /batches', () => {
+  const post = (body: unknown) => fetchResponse(`${gateway.origin}/batches`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+
+  it('rejects a bad id up front, naming its index, and calls no upstream', async () => {
+    const response = await post({ userIds: ['user-1', 'user-2', '../etc/passwd', 'user-4'] })
+    expect(response.status).toBe(400)
+    expect(response.body.code).toBe('AGG_ERR_BAD_REQUEST')
+    expect(response.body.message).toContain('userIds/2')
+    expect((await upstreams.mocks.profile.stats()).requests).toBe(0)
+  })
+
+  it('rejects an empty batch and one over BATCH_MAX_USERS', async () => {
+    expect((await post({ userIds: [] })).status).toBe(400)
+    const tooMany = await post({ userIds: users(2001) })
+    expect(tooMany.status).toBe(400)
+    expect(tooMany.body.message).toContain('2000')
+  })
+
+  it('answers 404 for a batch it does not know', async () => {
+    const response = await fetchResponse(`${gateway.origin}/batches/00000000-0000-4000-8000-000000000000`)
+    expect(response.status).toBe(404)
+    expect(response.body.code).toBe('AGG_ERR_BATCH_NOT_FOUND')
+  })
+})
