@@ -23,6 +23,7 @@ export default fp(async function telemetry (fastify) {
     upstreams: () => Object.fromEntries(clients.map((client) => [client.name, client.stats()])),
     mergePool: () => fastify.mergePool.stats(),
     admission: () => fastify.admission.stats(),
+    batches: () => fastify.batches.list(),
     eventLoop: fastify.eventLoop
   })
   fastify.decorate('telemetry', telemetry)
@@ -56,4 +57,4 @@ export default fp(async function telemetry (fastify) {
     fastify.observabilityOrigin = await server.listen({ host: observability.host, port: observability.port ?? 0 })
   })
   fastify.addHook('preClose', async () => { await server.close() })
-}, { name: 'telemetry', dependencies: ['http', 'overload', 'aggregate'] })
+}, { name: 'telemetry', dependencies: ['http', 'overload', 'aggregate', 'batches'] })
