@@ -12,6 +12,7 @@ import { mergePlacement } from './scenarios/merge-placement.js'
 import { cpuPerAggregate } from './scenarios/cpu-per-aggregate.js'
 import { hostile } from './scenarios/hostile.js'
 import { circuitBreaker, coalescing, hedging, retries } from './scenarios/resilience.js'
+import { batch } from './scenarios/batch.js'
 
 // `npm run bench`: every scenario, several alternating rounds, results in bench/results/ (JSON, markdown, SVG) and in
 // the README's performance section. `npm run bench -- --quick`: one short round each (about a minute), written to
@@ -30,7 +31,8 @@ const SCENARIOS: Record<string, (context: BenchContext) => Promise<ScenarioResul
   'circuit-breaker': circuitBreaker,
   retries,
   hedging,
-  coalescing
+  coalescing,
+  batch
 }
 
 const quick = process.argv.includes('--quick')
