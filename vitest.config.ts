@@ -13,7 +13,7 @@ export default defineConfig({
     // gateway, pool and mock is created and closed by its file.
     isolate: false,
     testTimeout: 30_000,
-    // test/lib/deadline.test.ts forces garbage collections to show timeouts survive them.
+    // test/lib/resilience/deadline.test.ts forces garbage collections to show timeouts survive them.
     execArgv: ['--expose-gc'],
     hookTimeout: 30_000
   }
