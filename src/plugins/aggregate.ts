@@ -2,7 +2,7 @@ import fp from 'fastify-plugin'
 import { createUpstreamClient, type UpstreamClient } from '../clients/upstream-client.js'
 import { createAggregator, type Aggregator } from '../lib/aggregate/aggregator.js'
 import { createStaleCache } from '../lib/resilience/stale-cache.js'
-import { createMergePool, type MergePool } from '../workers/merge-pool.js'
+import { createMergePool, type MergePool, type MergeWorkerEntry } from '../workers/merge-pool.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -17,9 +17,9 @@ declare module 'fastify' {
  * Wires the aggregation together: one client per declared upstream fetches, the stale cache remembers, the merge pool
  * merges. Clients close after the last in-flight request, the pool after them.
  */
-export default fp(async function aggregate (fastify) {
+export default fp<{ mergeWorker?: MergeWorkerEntry }>(async function aggregate (fastify, { mergeWorker }) {
   const { registry, upstreams, upstreamTransport, aggregate, staleCache, mergePool: poolSettings } = fastify.config
-  const mergePool = await createMergePool(registry, poolSettings)
+  const mergePool = await createMergePool(registry, poolSettings, mergeWorker)
   const clients = registry.upstreams.map((declaration) => createUpstreamClient(declaration, { ...upstreams[declaration.name]!, ...upstreamTransport }))
   fastify.decorate('mergePool', mergePool)
   fastify.decorate('upstreamClients', Object.freeze(clients))
