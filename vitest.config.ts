@@ -3,6 +3,8 @@ import { defineConfig } from 'vitest/config'
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    // Compiles src/ once for the merge threads, workers and server processes the tests start (tsx would cost each one a second).
+    globalSetup: ['test/helpers/compile-sources.ts'],
     // Two files at a time, each in its own process: every server listens on port 0, every fixture belongs to its file,
     // and no test depends on having the machine to itself (contended-test.sh checks that), so files need not queue.
     fileParallelism: true,
@@ -13,7 +15,7 @@ export default defineConfig({
     // gateway, pool and mock is created and closed by its file.
     isolate: false,
     testTimeout: 30_000,
-    // test/lib/deadline.test.ts forces garbage collections to show timeouts survive them.
+    // test/lib/resilience/deadline.test.ts forces garbage collections to show timeouts survive them.
     execArgv: ['--expose-gc'],
     hookTimeout: 30_000
   }

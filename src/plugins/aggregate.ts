@@ -3,7 +3,7 @@ import { createUpstreamClient, type UpstreamClient } from '../clients/upstream-c
 import { createAggregator, type Aggregator } from '../lib/aggregate/aggregator.js'
 import { channels, type CircuitMessage } from '../lib/contract/events.js'
 import { createStaleCache } from '../lib/resilience/stale-cache.js'
-import { createMergePool, type MergePool } from '../workers/merge-pool.js'
+import { createMergePool, type MergePool, type MergeWorkerEntry } from '../workers/merge-pool.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -19,9 +19,9 @@ declare module 'fastify' {
  * merges. A circuit breaker's change of state is logged once, here. Clients close after the last in-flight request,
  * the pool after them.
  */
-export default fp(async function aggregate (fastify) {
+export default fp<{ mergeWorker?: MergeWorkerEntry }>(async function aggregate (fastify, { mergeWorker }) {
   const { registry, upstreams, upstreamTransport, aggregate, staleCache, mergePool: poolSettings } = fastify.config
-  const mergePool = await createMergePool(registry, poolSettings)
+  const mergePool = await createMergePool(registry, poolSettings, mergeWorker)
   const clients = registry.upstreams.map((declaration) => createUpstreamClient(declaration, { ...upstreams[declaration.name]!, ...upstreamTransport }))
   fastify.decorate('mergePool', mergePool)
   fastify.decorate('upstreamClients', Object.freeze(clients))

@@ -72,15 +72,26 @@ describe('GET /aggregate/:userId', () => {
   })
 
   it('has all five upstream calls in flight at the same moment', async () => {
-    // Long enough that polling the five mocks' stats sees the overlap on a busy machine (500 ms was missed under
-    // contended-test: one poll took longer), well within the 5 s timeouts.
-    for (const name of UPSTREAM_NAMES) await upstreams.mocks[name].set({ latencyMs: 2000 })
-    const pending = aggregate('user-1')
-    await eventually(async () => {
+    // Every upstream holds its call until the client leaves, so all five are in flight together only if the gateway
+    // started them together (one after another, the first would never let the second start); no time window to catch.
+    for (const name of UPSTREAM_NAMES) await upstreams.mocks[name].set({ mode: 'hang' })
+    const client = new AbortController()
+    const pending = fetch(`${gateway.origin}/aggregate/user-1`, { signal: client.signal }).catch(() => {})
+    let inFlight: number[] = []
+    const allInFlight = async (count: number) => {
       const stats = await upstreams.allStats()
-      return UPSTREAM_NAMES.every((name) => stats[name].inFlight === 1)
-    }, 10_000, 'all five upstreams to be in flight together')
-    expectStatus(await pending, 200)
+      inFlight = UPSTREAM_NAMES.map((name) => stats[name].inFlight)
+      return inFlight.every((calls) => calls === count)
+    }
+    const seen = () => `calls in flight (${UPSTREAM_NAMES.join(', ')}): ${inFlight.join(', ')}`
+    try {
+      await eventually(() => allInFlight(1), 10_000, () => `all five upstreams to be in flight together; ${seen()}`)
+    } finally {
+      client.abort()
+      await pending
+      // The client's departure aborts the five calls: none of them is left for the next test.
+      await eventually(() => allInFlight(0), ROOMY_TIMEOUT_MS, () => `the calls to be aborted; ${seen()}`)
+    }
   })
 
   it('passes the request id and the remaining budget to every upstream', async () => {

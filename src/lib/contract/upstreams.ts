@@ -37,7 +37,7 @@ export interface UpstreamDeclaration {
     readonly concurrency: number
     readonly maxQueue: number
     /**
-     * Largest body accepted: at least 3× the body at payload scale 10 (test/lib/json-budget.test.ts), so a heavy
+     * Largest body accepted: at least 3× the body at payload scale 10 (test/lib/merge/json-budget.test.ts), so a heavy
      * user passes and a hostile or runaway body is cut off by undici before it is buffered whole.
      */
     readonly maxBodyBytes: number

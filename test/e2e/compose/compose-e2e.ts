@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url'
 // Run: npm run test:compose. The gateway and its metrics are published on free ports of 127.0.0.1 unless
 // GATEWAY_PUBLISH / GATEWAY_OBSERVABILITY_PUBLISH say otherwise (e.g. GATEWAY_PUBLISH=127.0.0.1:3000).
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '../..')
+const root = join(dirname(fileURLToPath(import.meta.url)), '../../..')
 // Unique per checkout and run: the project name also names the images (docker-compose.yml), so two checkouts or two
 // runs on one Docker host never share containers, networks or images.
 const checkout = basename(root).toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 24)
@@ -232,7 +232,7 @@ async function main () {
   ok('the loadtest profile runs autocannon against the gateway inside the network')
 
   // Drain: recreate the gateway with long budgets so a request is surely in flight when SIGTERM arrives.
-  const drain = ['-f', 'test/compose/docker-compose.drain.yml']
+  const drain = ['-f', 'test/e2e/compose/docker-compose.drain.yml']
   compose(['up', '-d', '--no-deps', 'gateway'], { files: drain })
   findPublishedPorts(drain)
   await waitForReady(60_000)
@@ -256,7 +256,7 @@ async function main () {
 function tearDown () {
   // --rmi all: the images are this run's own (named after the project), so they go with it.
   compose(['--profile', 'loadtest', 'down', '-v', '--remove-orphans', '--rmi', 'all', '--timeout', '20'],
-    { files: ['-f', 'test/compose/docker-compose.drain.yml'], check: false, quiet: true })
+    { files: ['-f', 'test/e2e/compose/docker-compose.drain.yml'], check: false, quiet: true })
 }
 
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
