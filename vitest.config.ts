@@ -3,6 +3,9 @@ import { defineConfig } from 'vitest/config'
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    // `npm run bench:unit`: benchmarks of internals, beside the tests of what they measure (the load benchmarks, which
+    // reach the service only over HTTP, are bench/).
+    benchmark: { include: ['test/**/*.bench.ts'] },
     // Two files at a time, each in its own process: every server listens on port 0, every fixture belongs to its file,
     // and no test depends on having the machine to itself (contended-test.sh checks that), so files need not queue.
     fileParallelism: true,
