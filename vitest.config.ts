@@ -5,6 +5,9 @@ export default defineConfig({
     include: ['test/**/*.test.ts'],
     // Compiles src/ once for the merge threads, workers and server processes the tests start (tsx would cost each one a second).
     globalSetup: ['test/helpers/compile-sources.ts'],
+    // `npm run bench:unit`: benchmarks of internals, beside the tests of what they measure (the load benchmarks, which
+    // reach the service only over HTTP, are bench/).
+    benchmark: { include: ['test/**/*.bench.ts'] },
     // Two files at a time, each in its own process: every server listens on port 0, every fixture belongs to its file,
     // and no test depends on having the machine to itself (contended-test.sh checks that), so files need not queue.
     fileParallelism: true,
