@@ -48,6 +48,9 @@ describe('the circuit breaker', () => {
       }
       const openedAt = performance.now()
       expect(await metric(gateway, 'aggregate_circuit_state{upstream="recommendations",state="open"}')).toBe(1)
+      // What the mock has seen of the five calls (on a starved machine the gateway may cut one before the mock reads it).
+      const seenBeforeOpen = (await upstreams.mocks.recommendations.stats()).requests
+      expect(seenBeforeOpen).toBeLessThanOrEqual(5)
 
       // While open: answered without calling it, with the section's fallback, well inside its 100 ms timeout.
       const whileOpen = []
@@ -58,7 +61,7 @@ describe('the circuit breaker', () => {
         expect(body.meta.upstreams.recommendations.latencyMs).toBeLessThan(100)
         expect(body.meta.upstreams.orders.status).toBe('ok')
       }
-      expect((await upstreams.mocks.recommendations.stats()).requests).toBe(5)
+      expect((await upstreams.mocks.recommendations.stats()).requests, 'calls while open').toBe(seenBeforeOpen)
 
       // After the wait, one probe; it hangs too, so the circuit opens again for another wait.
       await sleep(OPEN_MS - (performance.now() - openedAt) + 50)
@@ -67,7 +70,7 @@ describe('the circuit breaker', () => {
       const statuses = afterWait.map(({ body }) => body.meta.upstreams.recommendations.status)
       expect(statuses.filter((status) => status === 'timeout'), statuses.join()).toHaveLength(1)
       expect(statuses.filter((status) => status === 'circuit-open'), statuses.join()).toHaveLength(4)
-      expect((await upstreams.mocks.recommendations.stats()).requests).toBe(6)
+      expect((await upstreams.mocks.recommendations.stats()).requests, 'one probe per wait').toBeLessThanOrEqual(seenBeforeOpen + 1)
       expect((await aggregate(gateway)).body.meta.upstreams.recommendations.circuit).toBe('open')
 
       // Healed: the next probe closes it, and calls flow again.
