@@ -112,4 +112,8 @@ async function main () {
   process.exitCode = last.status === 'completed' ? 0 : 1
 }
 
-await main()
+await main().catch((error: Error & { cause?: { code?: string } }) => {
+  // A gateway that is not there (or goes away) is a message, not a stack trace.
+  console.error(`\nbatch: ${error.cause?.code ? `cannot reach the gateway at ${values.url} (${error.cause.code})` : error.message}`)
+  process.exit(1)
+})
