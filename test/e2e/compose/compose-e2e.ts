@@ -236,7 +236,8 @@ async function main () {
   compose(['up', '-d', '--no-deps', 'gateway'], { files: drain })
   findPublishedPorts(drain)
   await waitForReady(60_000)
-  setMock('orders', 4002, { latencyMs: 2500 })
+  // 4.5 s of a 5 s timeout: a wide window for the (slow, docker exec) stats poll to see the call in flight on a busy host.
+  setMock('orders', 4002, { latencyMs: 4500 })
   const inFlight = getJson('/aggregate/user-9')
   const giveUpAt = Date.now() + 10_000
   while (mockStats('orders', 4002).inFlight === 0) {
