@@ -1,4 +1,4 @@
-import { EMBEDDING_DIMENSIONS, productEmbedding } from '../src/lib/contract/product-embedding.js'
+import { productEmbedding } from '../src/lib/contract/product-embedding.js'
 import { hashString, seededRandom } from '../src/lib/contract/seeded-random.js'
 import type {
   InventoryPayload, LoyaltyPayload, Order, OrdersPayload, ProfilePayload, RecommendationsPayload
