@@ -53,6 +53,27 @@ export default fp(async function overload (fastify) {
 
   fastify.decorate('admission', { queuedMs: (request: IncomingMessage) => queued.get(request) ?? 0, stats: () => controller?.stats() ?? null })
 
+  // A request for a user with an aggregate already admitted makes no upstream call of its own while every upstream
+  // coalesces (its calls join those in flight), only a merge: it goes in beside the limit instead of waiting in the
+  // queue, where it would be let in after the first calls landed and call every upstream again. At most as many such
+  // joiners in flight as the queue holds (ADMISSION_MAX_QUEUE): they take the place of requests that would wait there.
+  // Their merges still go through the pool's own bounded queue.
+  const joinable = Object.values(fastify.config.upstreams).every((upstream) => upstream.coalesce)
+  const admittedByUser = new Map<string, number>()
+  let joiners = 0
+  const userOf = (url: string) => url.slice(AGGREGATE_PATH.length).split('?', 1)[0]!
+  const countIn = (request: IncomingMessage, response: ServerResponse, joiner: boolean) => {
+    const userId = userOf(request.url!)
+    admittedByUser.set(userId, (admittedByUser.get(userId) ?? 0) + 1)
+    if (joiner) joiners++
+    response.once('close', () => {
+      const left = admittedByUser.get(userId)! - 1
+      if (left === 0) admittedByUser.delete(userId)
+      else admittedByUser.set(userId, left)
+      if (joiner) joiners--
+    })
+  }
+
   const shedSinceSummary: Record<ShedReason, number> = { 'queue-full': 0, 'queue-timeout': 0 }
   function shed (request: IncomingMessage, response: ServerResponse, reason: ShedReason) {
     shedSinceSummary[reason]++
@@ -73,10 +94,16 @@ export default fp(async function overload (fastify) {
       fastifyListener(request, response)
       return
     }
+    if (joinable && admittedByUser.has(userOf(request.url)) && joiners < settings.maxQueue) {
+      countIn(request, response, true)
+      fastifyListener(request, response)
+      return
+    }
     const onQueuedClose = () => { if (ticket !== null && 'cancel' in ticket) ticket.cancel() }
     const ticket = controller.enter((waitedMs) => {
       response.removeListener('close', onQueuedClose)
       response.once('close', controller.leave)
+      if (joinable) countIn(request, response, false)
       if (waitedMs > 0) {
         queued.set(request, waitedMs)
         if (channels.admission.hasSubscribers) channels.admission.publish({ waitedMs } satisfies AdmissionMessage)

@@ -321,3 +321,25 @@ describe('coalescing', () => {
     expect((await upstreams.mocks.orders.stats()).requests).toBe(1)
   })
 })
+
+describe('coalescing behind admission', () => {
+  let gateway: TestGateway
+  beforeAll(async () => {
+    // A limit of 4: without letting same-user requests join, 46 of the burst would queue, be let in after the first
+    // calls landed and call every upstream again (or be shed).
+    gateway = await buildGateway({ ...upstreams.env, ...ROOMY, ADMISSION_INITIAL_LIMIT: '4', ADMISSION_MIN_LIMIT: '4', ADMISSION_MAX_LIMIT: '4' }, { listen: true })
+  })
+  afterAll(async () => { await gateway?.close() })
+
+  it('lets a burst for one user join the aggregate already admitted: every request answered, one call per upstream', async () => {
+    await upstreams.reset()
+    for (const name of ['profile', 'orders', 'recommendations', 'inventory', 'loyalty'] as const) await upstreams.mocks[name].set({ latencyMs: 300 })
+    const first = fetchResponse(`${gateway.origin}/aggregate/user-70`)
+    await eventually(async () => (await upstreams.mocks.orders.stats()).inFlight === 1, 2000, 'the first call in flight')
+    const burst = await Promise.all(Array.from({ length: 49 }, () => fetchResponse(`${gateway.origin}/aggregate/user-70`)))
+    const responses = [await first, ...burst]
+    expect(responses.filter((response) => response.status !== 200), describeStatuses(responses)).toEqual([])
+    const stats = await upstreams.allStats()
+    for (const name of ['profile', 'orders', 'recommendations', 'inventory', 'loyalty'] as const) expect(stats[name].requests, name).toBe(1)
+  })
+})
