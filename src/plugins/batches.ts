@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin'
-import { createBatches, type Batches } from '../lib/batch/batches.js'
+import type { Batches } from '../lib/batch/batch-contract.js'
+import { createBatches } from '../lib/batch/batches.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
