@@ -260,7 +260,8 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env, registry: Upst
 
   let values: Record<string, unknown> = {}
   try {
-    values = envSchema({ data, dotenv: false, schema: { type: 'object', properties: schema } })
+    // env: false — env-schema would otherwise merge process.env over `data` again, empty values and all.
+    values = envSchema({ data, env: false, dotenv: false, schema: { type: 'object', properties: schema } })
   } catch (error) {
     const details = (error as { errors?: Array<{ instancePath: string, message?: string, params?: { allowedValues?: unknown[] } }> }).errors ?? []
     for (const detail of details) {

@@ -56,6 +56,17 @@ describe('configuration', () => {
     })
   })
 
+  it('reads only the environment it is given, where an empty variable counts as unset (compose turns an unset one into an empty string)', () => {
+    const before = process.env.BATCH_REDIS_URL
+    process.env.BATCH_REDIS_URL = 'not a url'
+    try {
+      expect(loadConfig({ BATCH_REDIS_URL: '', PORT: '' })).toMatchObject({ port: 3000, batch: { distributed: undefined } })
+    } finally {
+      if (before === undefined) delete process.env.BATCH_REDIS_URL
+      else process.env.BATCH_REDIS_URL = before
+    }
+  })
+
   it('reports every bad variable at once', () => {
     const message = problemsOf({ PORT: 'x', UPSTREAM_INVENTORY_CONCURRENCY: '0' })
     expect(message).toContain('PORT')
