@@ -28,6 +28,7 @@ interface Entry {
   start (): void
 }
 
+/** A {@link MergeStage} of `queueSize` waiting and `cpuConcurrency` running; throws a TypeError for other sizes. */
 export function createMergeStage ({ queueSize, cpuConcurrency }: { queueSize: number, cpuConcurrency: number }): MergeStage {
   if (!Number.isInteger(queueSize) || queueSize < 1) throw new TypeError(`Expected queueSize to be an integer >= 1, got ${queueSize}`)
   if (!Number.isInteger(cpuConcurrency) || cpuConcurrency < 1) throw new TypeError(`Expected cpuConcurrency to be an integer >= 1, got ${cpuConcurrency}`)
