@@ -3,6 +3,11 @@ import { defineConfig } from 'vitest/config'
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    // Compiles src/ once for the merge threads, workers and server processes the tests start (tsx would cost each one a second).
+    globalSetup: ['test/helpers/compile-sources.ts'],
+    // `npm run bench:unit`: benchmarks of internals, beside the tests of what they measure (the load benchmarks, which
+    // reach the service only over HTTP, are bench/).
+    benchmark: { include: ['test/**/*.bench.ts'] },
     // Two files at a time, each in its own process: every server listens on port 0, every fixture belongs to its file,
     // and no test depends on having the machine to itself (contended-test.sh checks that), so files need not queue.
     fileParallelism: true,
@@ -13,7 +18,7 @@ export default defineConfig({
     // gateway, pool and mock is created and closed by its file.
     isolate: false,
     testTimeout: 30_000,
-    // test/lib/deadline.test.ts forces garbage collections to show timeouts survive them.
+    // test/lib/resilience/deadline.test.ts forces garbage collections to show timeouts survive them.
     execArgv: ['--expose-gc'],
     hookTimeout: 30_000
   }

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process'
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { availableParallelism, cpus, totalmem } from 'node:os'
 import { barChartSvg } from './lib/charts.js'
 import { createContext, startMocks, type BenchContext, type ScenarioResult } from './lib/context.js'
@@ -12,11 +12,13 @@ import { mergePlacement } from './scenarios/merge-placement.js'
 import { cpuPerAggregate } from './scenarios/cpu-per-aggregate.js'
 import { hostile } from './scenarios/hostile.js'
 import { circuitBreaker, coalescing, hedging, retries } from './scenarios/resilience.js'
+import { batch } from './scenarios/batch.js'
 
 // `npm run bench`: every scenario, several alternating rounds, results in bench/results/ (JSON, markdown, SVG) and in
 // the README's performance section. `npm run bench -- --quick`: one short round each (about a minute), written to
 // bench/results/quick/ and nowhere else: CI runs it to prove the suite still works, with no thresholds.
-// `--only=overlap,admission` runs a subset.
+// `--only=overlap,admission` runs a subset; a full run of a subset replaces those scenarios in bench/results/latest.json
+// and the README, keeping the others from their last run (each says which run measured it).
 
 const SCENARIOS: Record<string, (context: BenchContext) => Promise<ScenarioResult>> = {
   overlap,
@@ -30,7 +32,8 @@ const SCENARIOS: Record<string, (context: BenchContext) => Promise<ScenarioResul
   'circuit-breaker': circuitBreaker,
   retries,
   hedging,
-  coalescing
+  coalescing,
+  batch
 }
 
 const quick = process.argv.includes('--quick')
@@ -57,14 +60,18 @@ const machine = {
   mode: quick ? 'quick' : 'full'
 }
 
-function markdown (results: ScenarioResult[], chartPath: (id: string) => string): string {
+type Machine = typeof machine
+const machineLine = (of: Machine) => `${of.cores} cores (${of.cpu}), ${of.memoryGiB} GiB, Node ${of.node}, ${of.platform}; commit ${of.commit ?? 'unknown'}; ${of.date.slice(0, 10)}; ${of.mode} run`
+
+function markdown (results: Array<ScenarioResult & { machine?: Machine }>, chartPath: (id: string) => string): string {
   const lines = [
-    `Machine: ${machine.cores} cores (${machine.cpu}), ${machine.memoryGiB} GiB, Node ${machine.node}, ${machine.platform}; commit ${machine.commit ?? 'unknown'}; ${machine.date.slice(0, 10)}; ${machine.mode} run.`,
+    `Machine: ${machineLine(machine)}.`,
     'Medians over alternating rounds, with the range over rounds in parentheses. Mocks, gateways, baselines and the load generator each run in their own process on this machine.',
     ''
   ]
   for (const result of results) {
     lines.push(`#### ${result.title}`, '', `![${result.title}](${chartPath(result.id)})`, '', `**${result.finding}**`, '')
+    if (result.machine && result.machine.date !== machine.date) lines.push(`<sub>Measured in an earlier run: ${machineLine(result.machine)}.</sub>`, '')
     lines.push(`| ${result.table.headers.join(' | ')} |`, `|${result.table.headers.map(() => '---').join('|')}|`)
     for (const row of result.table.rows) lines.push(`| ${row.join(' | ')} |`)
     lines.push('', `<sub>${result.setup}</sub>`, '')
@@ -104,16 +111,26 @@ async function main () {
   }
 
   mkdirSync(resultsDirectory, { recursive: true })
-  writeFileSync(new URL('latest.json', resultsDirectory), JSON.stringify({ machine, results, failures }, null, 2))
+  // A full run with --only replaces those scenarios in the last full run's results and keeps the others, in the
+  // order of SCENARIOS, each with the machine line of the run that measured it.
+  const latestUrl = new URL('latest.json', resultsDirectory)
+  let kept: ScenarioResult[] = []
+  if (only && !quick && existsSync(latestUrl)) {
+    const previous = JSON.parse(readFileSync(latestUrl, 'utf8')) as { results: Array<ScenarioResult & { machine?: typeof machine }>, machine: typeof machine }
+    kept = previous.results.filter((result) => !only.includes(result.id)).map((result) => ({ ...result, machine: result.machine ?? previous.machine }))
+  }
+  const order = Object.keys(SCENARIOS)
+  const merged = [...kept, ...results.map((result) => ({ ...result, machine }))].sort((left, right) => order.indexOf(left.id) - order.indexOf(right.id))
+  writeFileSync(latestUrl, JSON.stringify({ machine, results: merged, failures }, null, 2))
   for (const result of results) writeFileSync(new URL(`${result.id}.svg`, resultsDirectory), barChartSvg(result.chart))
-  writeFileSync(new URL('summary.md', resultsDirectory), `# Benchmark results\n\n${markdown(results, (id) => `${id}.svg`)}`)
-  if (!quick && !only && failures.length === 0) {
+  writeFileSync(new URL('summary.md', resultsDirectory), `# Benchmark results\n\n${markdown(merged, (id) => `${id}.svg`)}`)
+  if (!quick && failures.length === 0) {
     const readmeUrl = new URL('README.md', root)
     const readme = readFileSync(readmeUrl, 'utf8')
     const start = readme.indexOf(BENCH_START)
     const end = readme.indexOf(BENCH_END)
     if (start !== -1 && end !== -1) {
-      writeFileSync(readmeUrl, `${readme.slice(0, start + BENCH_START.length)}\n${markdown(results, (id) => `bench/results/${id}.svg`)}\n${readme.slice(end)}`)
+      writeFileSync(readmeUrl, `${readme.slice(0, start + BENCH_START.length)}\n${markdown(merged, (id) => `bench/results/${id}.svg`)}\n${readme.slice(end)}`)
     }
   }
   console.log(`\n# wrote ${new URL('.', resultsDirectory).pathname} (latest.json, summary.md, ${results.length} charts) in ${Math.round((Date.now() - startedAt) / 1000)} s`)

@@ -3,7 +3,7 @@ import type { Config } from './config.js'
 import { createAggregator, type Aggregator } from './lib/aggregate/aggregator.js'
 import { channels, type CircuitMessage } from './lib/contract/events.js'
 import { createStaleCache } from './lib/resilience/stale-cache.js'
-import { createMergePool, type MergePool } from './workers/merge-pool.js'
+import { createMergePool, type MergePool, type MergeWorkerEntry } from './workers/merge-pool.js'
 
 /** What logs a circuit's change of state: the gateway's Fastify logger, or the batch worker's pino. */
 interface CircuitLogger {
@@ -23,11 +23,11 @@ export interface Aggregation {
 /**
  * Wires the aggregation together, for the gateway (src/plugins/aggregate.ts) and the batch worker alike: one client per
  * declared upstream fetches, the stale cache remembers, the merge pool merges. A circuit breaker's change of state is
- * logged once, here.
+ * logged once, here. `mergeWorker` is for tests (src/workers/merge-pool.ts).
  */
-export async function createAggregation (config: Config, logger: CircuitLogger): Promise<Aggregation> {
+export async function createAggregation (config: Config, logger: CircuitLogger, mergeWorker?: MergeWorkerEntry): Promise<Aggregation> {
   const { registry, upstreams, upstreamTransport, aggregate, staleCache, mergePool: poolSettings } = config
-  const mergePool = await createMergePool(registry, poolSettings)
+  const mergePool = await createMergePool(registry, poolSettings, mergeWorker)
   const clients = Object.freeze(registry.upstreams.map((declaration) => createUpstreamClient(declaration, { ...upstreams[declaration.name]!, ...upstreamTransport })))
   const aggregator = createAggregator({
     upstreams: registry.upstreams.map((declaration, index) => ({

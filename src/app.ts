@@ -8,15 +8,17 @@ import telemetry from './plugins/telemetry.js'
 import aggregateRoutes from './routes/aggregate.js'
 import batchRoutes from './routes/batches.js'
 import healthRoutes from './routes/health.js'
+import type { MergeWorkerEntry } from './workers/merge-pool.js'
 
 /**
  * The gateway as a plugin: the HTTP surface, overload protection, the aggregation and its batches, then telemetry
- * (which only reads the others), then the routes. It never listens; `server.ts` (or a test) decides where it runs.
+ * (which only reads the others), then the routes. It never listens; `server.ts` (or a test) decides where it runs. Tests
+ * pass the merge threads a compiled worker (`mergeWorker`); otherwise they run the one beside the pool.
  */
-const app: FastifyPluginAsync<{ config: Config }> = async (fastify, { config }) => {
+const app: FastifyPluginAsync<{ config: Config, mergeWorker?: MergeWorkerEntry }> = async (fastify, { config, mergeWorker }) => {
   await fastify.register(http, { config })
   await fastify.register(overload)
-  await fastify.register(aggregate)
+  await fastify.register(aggregate, { mergeWorker })
   await fastify.register(batches)
   await fastify.register(telemetry)
   await fastify.register(healthRoutes)

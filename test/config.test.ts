@@ -1,6 +1,8 @@
 import { spawnSync } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
 import { ConfigError, loadConfig } from '../src/config.js'
+import { compiled } from './helpers/compiled.js'
 
 function problemsOf (env: Record<string, string>): string {
   try {
@@ -74,7 +76,7 @@ describe('configuration', () => {
   })
 
   it('stops the process at boot with a message naming the variable', () => {
-    const result = spawnSync(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+    const result = spawnSync(process.execPath, [fileURLToPath(compiled(new URL('../src/server.ts', import.meta.url)))], {
       env: { ...process.env, UPSTREAM_RECOMMENDATIONS_CONCURRENCY: 'lots', PORT: '0' },
       encoding: 'utf8',
       timeout: 20_000

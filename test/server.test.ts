@@ -1,7 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
+import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { UPSTREAM_NAMES } from '../src/lib/contract/upstreams.js'
+import { compiled } from './helpers/compiled.js'
 import { eventually, startMockUpstreams, type MockUpstreams } from './helpers/mock-upstreams.js'
 import { describeResponse, expectStatus, fetchResponse } from './helpers/expect-response.js'
 
@@ -16,9 +18,9 @@ interface RunningServer { child: ChildProcess, origin: string, output: () => str
 const running: ChildProcess[] = []
 const timeouts = (timeoutMs: number) => Object.fromEntries(UPSTREAM_NAMES.map((name) => [`UPSTREAM_${name.toUpperCase()}_TIMEOUT_MS`, String(timeoutMs)]))
 
-/** Starts `src/server.ts` as its own process, the way `npm start` runs the built one, and waits for it to listen. */
+/** Starts `src/server.ts`, compiled, as its own process, the way `npm start` runs the built one, and waits for it to listen. */
 async function startServer (env: Record<string, string>): Promise<RunningServer> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+  const child = spawn(process.execPath, [fileURLToPath(compiled(new URL('../src/server.ts', import.meta.url)))], {
     env: { ...process.env, ...upstreams.env, PORT: '0', MERGE_POOL_THREADS: '1', LOAD_SHEDDING_ENABLED: 'false', OBSERVABILITY_PORT: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe']
   })
@@ -37,7 +39,7 @@ async function startServer (env: Record<string, string>): Promise<RunningServer>
 }
 
 describe('the server process', () => {
-  // Both processes start at once (each takes about a second to load tsx and the app); each test then stops its own.
+  // Both processes start at once; each test then stops its own.
   let draining: RunningServer
   let stuck: RunningServer
   beforeAll(async () => {

@@ -1,6 +1,5 @@
 import Fastify from 'fastify'
 import { inventoryFor, loyaltyFor, ordersFor, profileFor, recommendationsFor } from '../../mock-services/data.js'
-import type { MergeInput } from '../../src/lib/merge/merge-sections.js'
 import { mergeSections } from '../lib/merge.js'
 import { registry, UPSTREAM_NAMES } from '../../src/lib/contract/upstreams.js'
 import { aggregateBodySchema } from '../../src/lib/contract/response.js'
@@ -10,13 +9,9 @@ import { aggregateBodySchema } from '../../src/lib/contract/response.js'
 const encode = (value: unknown) => new TextEncoder().encode(JSON.stringify(value))
 const userId = 'bench-user-0'
 const bodies = { profile: profileFor(userId), orders: ordersFor(userId, 1), recommendations: recommendationsFor(userId, 1), inventory: inventoryFor(userId, 1), loyalty: loyaltyFor(userId, 1) }
-const input: MergeInput = {
-  userId,
-  topK: 10,
-  sections: Object.fromEntries(UPSTREAM_NAMES.map((name) => [name, { fresh: encode(bodies[name]), otherwise: 'default' }])) as MergeInput['sections']
-}
+const sections = mergeSections(userId, Object.fromEntries(UPSTREAM_NAMES.map((name) => [name, encode(bodies[name])])))
 const upstreams = Object.fromEntries(UPSTREAM_NAMES.map((name) => [name, { status: 'ok', latencyMs: 0, fallback: 'none' }]))
-const body = { userId, ...mergeSections(input).sections, meta: { complete: true, durationMs: 0, upstreams } }
+const body = { userId, ...sections, meta: { complete: true, durationMs: 0, upstreams } }
 
 const fastify = Fastify({ logger: false, keepAliveTimeout: 72_000 })
 fastify.get('/health', async () => ({ status: 'ok' }))

@@ -1,5 +1,4 @@
 import { createServer } from 'node:http'
-import type { MergeInput } from '../../src/lib/merge/merge-sections.js'
 import { mergeSections } from '../lib/merge.js'
 import { pathFor, registry, UPSTREAM_NAMES, upstreamVariable, type BuiltInUpstream as UpstreamName } from '../../src/lib/contract/upstreams.js'
 
@@ -7,7 +6,8 @@ export const declarationOf = (name: UpstreamName) => registry.upstreams.find((up
 
 // What a first version of the gateway might look like, for the benchmarks to compare against: node:http, the global
 // fetch (undici Pools for the floor), no deadline, no timeouts, no bulkhead, no fallbacks, the merge inline on the
-// event loop. Only how the five calls are made differs between the baselines.
+// event loop (bench/lib/merge.ts: the contract's schemas and section modules). Only how the five calls are made differs
+// between the baselines.
 
 export type FetchAll = (bodyOf: (name: UpstreamName) => Promise<Uint8Array>) => Promise<Record<UpstreamName, Uint8Array>>
 /** The five calls at once with Promise.all: as fast as the slowest upstream, and exactly as slow. */
@@ -44,13 +44,7 @@ export function startBaseline (fetchAll: FetchAll, { bodyOf = fetchBody, onClose
     }
     const userId = match[1]!
     try {
-      const bodies = await fetchAll((name) => bodyOf(name, userId))
-      const input: MergeInput = {
-        userId,
-        topK: 10,
-        sections: Object.fromEntries(UPSTREAM_NAMES.map((name) => [name, { fresh: bodies[name], otherwise: 'default' }])) as MergeInput['sections']
-      }
-      const { sections } = mergeSections(input)
+      const sections = mergeSections(userId, await fetchAll((name) => bodyOf(name, userId)))
       response.setHeader('content-type', 'application/json')
       response.end(JSON.stringify({ userId, ...sections }))
     } catch {

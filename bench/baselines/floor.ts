@@ -3,10 +3,12 @@ import { pathFor, UPSTREAM_NAMES, type BuiltInUpstream as UpstreamName } from '.
 import { allAtOnce, declarationOf, startBaseline, upstreamOrigin } from './baseline-server.js'
 
 // The floor: the least an aggregator can do and still do the gateway's work. node:http, one undici Pool per upstream
-// (keep-alive, no connection limit), the five calls at once with Promise.all, the bodies parsed and merged inline by the
-// same mergeSections the gateway's workers run, and JSON.stringify of { userId, ...sections }. No deadline, no limits,
-// no fallbacks beyond the merge's own defaults, no logging, no metrics. Anything the gateway costs above this is the
-// price of what it adds. It differs from the naive baseline only in its transport: undici instead of the global fetch.
+// (keep-alive, no connection limit), the five calls at once with Promise.all, the bodies parsed, checked against their
+// payload schemas and merged inline by the section modules the registry names, as the gateway's merge threads do
+// (bench/lib/merge.ts), and JSON.stringify of { userId, ...sections }. No deadline, no limits (not even the structural
+// budget the gateway checks bodies against), no fallbacks, no logging, no metrics. Anything the gateway costs above this
+// is the price of what it adds. It differs from the naive baseline only in its transport: undici instead of the global
+// fetch.
 
 const pools = Object.fromEntries(UPSTREAM_NAMES.map((name) => [name, new Pool(upstreamOrigin(name))])) as Record<UpstreamName, Pool>
 

@@ -3,7 +3,7 @@ import type { Gateway } from './context.js'
 import type { Service } from './processes.js'
 
 // What the scenarios read from or do to a gateway besides loading it: its configuration names for admission, its shed
-// counters (from the observability port, not the public one) and waiting for a backlog to drain.
+// and merge counters (from the observability port, not the public one) and waiting for a backlog to drain.
 
 /** Admission control and load shedding both off: the gateway serves (or queues) everything it is sent. */
 export const ADMISSION_OFF = { ADMISSION_ENABLED: 'false', LOAD_SHEDDING_ENABLED: 'false' } as const
@@ -30,6 +30,13 @@ export async function metricValues<Series extends string> (gateway: Gateway, ser
 export async function shedCounts (gateway: Gateway): Promise<Record<string, number>> {
   const text = await metricsText(gateway)
   return Object.fromEntries([...text.matchAll(/^aggregate_load_shed_total\{reason="([^"]+)"\} (\d+)/gm)].map(([, reason, count]) => [reason!, Number(count)]))
+}
+
+/** Merges the gateway has run (in its pool or inline) and the upstream body bytes they parsed, from /metrics. */
+export async function mergeWork (gateway: Gateway): Promise<{ merges: number, bytesParsed: number }> {
+  const text = await metricsText(gateway)
+  const counter = (name: string) => Number(new RegExp(`^${name} (\\d+)`, 'm').exec(text)?.[1] ?? Number.NaN)
+  return { merges: counter('aggregate_merge_tasks_total'), bytesParsed: counter('aggregate_merge_bytes_parsed_total') }
 }
 
 /** Counter increases from `before` to `after`, by reason. */

@@ -26,6 +26,8 @@ export interface Service {
   readonly process: ChildProcess
   /** CPU seconds (user + system) used so far, all threads; null where /proc is not available. */
   cpuSeconds (): number | null
+  /** CPU seconds used so far by the main thread alone (the event loop); null where /proc is not available. */
+  mainThreadCpuSeconds (): number | null
   /** Resident memory in bytes; null where /proc is not available. */
   rssBytes (): number | null
   stop (): Promise<void>
@@ -34,15 +36,19 @@ export interface Service {
 const CLOCK_TICKS_PER_SECOND = 100
 const PAGE_SIZE = 4096
 
-function procStat (pid: number): string[] | null {
+/** `/proc/<pid>/stat`, or with `thread` the stat of one of its threads (the main thread's id is the process's). */
+function procStat (pid: number, thread?: number): string[] | null {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const stat = readFileSync(thread === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${thread}/stat`, 'utf8')
     // Fields after the command name, which is in parentheses and may contain spaces.
     return stat.slice(stat.lastIndexOf(')') + 2).split(' ')
   } catch {
     return null
   }
 }
+
+// utime and stime are fields 14 and 15 of /proc/<pid>/stat (11 and 12 after the command name).
+const cpuSecondsOf = (fields: string[] | null) => fields ? (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND : null
 
 /** Starts `script` with `env`, waits until `origin + healthPath` answers 200. */
 export async function startService (name: string, script: string, args: string[], env: Record<string, string>, origin: string, healthPath = '/health'): Promise<Service> {
@@ -63,9 +69,10 @@ export async function startService (name: string, script: string, args: string[]
     origin,
     process: child,
     cpuSeconds () {
-      const fields = procStat(pid)
-      // utime and stime are fields 14 and 15 of /proc/<pid>/stat (11 and 12 after the command name).
-      return fields ? (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND : null
+      return cpuSecondsOf(procStat(pid))
+    },
+    mainThreadCpuSeconds () {
+      return cpuSecondsOf(procStat(pid, pid))
     },
     rssBytes () {
       const fields = procStat(pid)

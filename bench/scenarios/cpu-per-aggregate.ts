@@ -4,13 +4,14 @@ import type { Service } from '../lib/processes.js'
 import { formatSpread, ratio, spread } from '../lib/stats.js'
 
 // 7. The gateway against the floor: the least aggregator that does the same work (bench/baselines/floor.ts: node:http,
-// an undici Pool per upstream, Promise.all, the same merge inline, JSON.stringify). Three ratios, gateway ÷ floor:
+// an undici Pool per upstream, Promise.all, the registry's section modules inline, JSON.stringify). Three ratios,
+// gateway ÷ floor:
 //   CPU per aggregate   at saturation (closed loop, instant upstreams, payload scale 1): CPU seconds of the measured
 //                       process from /proc, all threads, divided by the 200s it served
 //   added latency       at one connection: p50 minus the p50 of one direct upstream call in the same round
 //   overlap             p50 over the slowest upstream, upstreams at 40/80/120/60/100 ms
-// What the ratios price is everything the gateway does that the floor does not: deadlines, bulkheads, fallbacks and
-// the stale cache, the worker-pool hand-off, admission, logging and metrics.
+// What the ratios price is everything the gateway does that the floor does not: deadlines, bulkheads, the structural
+// budget on bodies, fallbacks and the stale cache, the worker-pool hand-off, admission, logging and metrics.
 
 const SATURATING_CONNECTIONS = 32
 const OVERLAP_CONNECTIONS = 10
@@ -95,13 +96,13 @@ export async function cpuPerAggregate (context: BenchContext): Promise<ScenarioR
     return {
       id: 'cpu-per-aggregate',
       title: '7. The gateway against the floor: CPU per aggregate, added latency, overlap',
-      finding: `Against the minimal aggregator doing the same work (node:http, undici, Promise.all, the same merge inline), the gateway spends ${n(ratios.cpu)}× the CPU per aggregate (${n(spread(cpuMs('gateway')))} ms vs ${n(spread(cpuMs('floor')))} ms, all threads), adds ${n(ratios.added)}× the latency over one direct upstream call at p50 (${n(spread(addedMicros('gateway')), 0)} µs vs ${n(spread(addedMicros('floor')), 0)} µs), and answers in ${n(spread(overlapRatio('gateway')), 3)}× the slowest upstream against the floor's ${n(spread(overlapRatio('floor')), 3)}× (${n(ratios.overlap, 3)}× the floor's ratio).`,
+      finding: `Against the minimal aggregator doing the same work (node:http, undici, Promise.all, the same section modules inline), the gateway spends ${n(ratios.cpu)}× the CPU per aggregate (${n(spread(cpuMs('gateway')))} ms vs ${n(spread(cpuMs('floor')))} ms, all threads), adds ${n(ratios.added)}× the latency over one direct upstream call at p50 (${n(spread(addedMicros('gateway')), 0)} µs vs ${n(spread(addedMicros('floor')), 0)} µs), and answers in ${n(spread(overlapRatio('gateway')), 3)}× the slowest upstream against the floor's ${n(spread(overlapRatio('floor')), 3)}× (${n(ratios.overlap, 3)}× the floor's ratio).`,
       setup: `CPU: closed loop, ${SATURATING_CONNECTIONS} connections, ${saturationSeconds} s per round, upstreams answering at once, payload scale 1; CPU seconds (user + system, all threads) of the measured process from /proc/<pid>/stat over the run, divided by the 200s it served. Added latency: 1 connection, ${latencySeconds} s per round, p50 minus the p50 of a direct GET on the recommendations mock in the same round. Overlap: ${OVERLAP_CONNECTIONS} connections, ${latencySeconds} s per round, upstream latencies ${JSON.stringify(LATENCY_MS)} ms, p50 ÷ ${SLOWEST_MS} ms. ${context.rounds} round(s) each, alternating in ABBA order; ratios are gateway ÷ floor per round. The gateway runs with its defaults (admission on: CPU spent on 503s counts against the 200s it served, as it would in production); the floor is bench/baselines/floor.ts.`,
       table: {
         headers: ['', 'CPU per aggregate (ms)', 'aggregates/s at saturation', '503s/s at saturation', 'CPU cores used', 'p50, 1 connection (µs)', 'added over one upstream call, p50 (µs)', 'p50, upstreams 40–120 ms (ms)', 'p50 / slowest upstream'],
         rows: [
           row('gateway', 'gateway'),
-          row('floor (node:http + undici + Promise.all + same merge)', 'floor'),
+          row('floor (node:http + undici + Promise.all + same sections)', 'floor'),
           ['one upstream call, direct', '', '', '', '', formatSpread(spread(p50Micros('upstream')), 0), '', '', ''],
           ['gateway ÷ floor', formatSpread(ratios.cpu, 2), '', '', '', '', formatSpread(ratios.added, 2), '', formatSpread(ratios.overlap, 3)]
         ]

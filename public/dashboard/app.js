@@ -89,6 +89,40 @@ function renderAdmission (admission, shedByReason) {
   drawSparkline(byId('admission-chart'), history.admissionLimit, 10)
 }
 
+/** Polyline points for utilisation samples (0..1), oldest at the left, the newest at the right edge. */
+function utilisationPoints (samples, key) {
+  const span = Math.max(1, samples.length - 1)
+  return samples.map((sample, index) => `${(index / span) * 120},${30 - Math.min(1, sample[key]) * 28 - 1}`).join(' ')
+}
+
+function renderBatches (batches) {
+  const section = byId('batches')
+  byId('no-batches').hidden = batches.length > 0
+  const shown = new Set(batches.map((batch) => batch.id))
+  for (const panel of section.querySelectorAll('[data-batch]')) if (!shown.has(panel.getAttribute('data-batch'))) panel.remove()
+  for (const batch of batches) {
+    let panel = section.querySelector(`[data-batch="${CSS.escape(batch.id)}"]`)
+    if (!panel) {
+      panel = byId('batch-template').content.firstElementChild.cloneNode(true)
+      panel.setAttribute('data-batch', batch.id)
+      panel.querySelector('.name').textContent = batch.id.slice(0, 8)
+      section.appendChild(panel)
+    }
+    const field = (selector) => panel.querySelector(selector)
+    const health = batch.status === 'running' || batch.status === 'completed' ? (batch.failed > 0 ? 'degraded' : 'ok') : batch.status === 'queued' ? 'idle' : 'failing'
+    panel.setAttribute('data-health', health)
+    panel.setAttribute('data-status', batch.status)
+    setText(field('.status'), batch.status)
+    setText(field('.done'), `${batch.done} / ${batch.total}`)
+    const latest = batch.samples.at(-1)
+    setText(field('.rate'), latest ? String(Math.round(latest.itemsPerSecond)) : '–')
+    setText(field('.results'), `${batch.ok} / ${batch.partial} / ${batch.failed}`)
+    setText(field('.stages'), `${batch.stages.io.inFlight}/${batch.stages.io.limit} · ${batch.stages.queue.size}/${batch.stages.queue.limit} · ${batch.stages.cpu.busy}/${batch.stages.cpu.threads}`)
+    field('.fill').style.width = `${Math.min(100, (batch.done / Math.max(1, batch.total)) * 100)}%`
+    for (const key of ['io', 'queue', 'cpu']) field(`polyline.${key}`).setAttribute('points', utilisationPoints(batch.samples, key))
+  }
+}
+
 function render (snapshot) {
   const { requests, upstreams, mergePool, eventLoop, memory } = snapshot
   setText(byId('requests-rate'), String(requests.rate))
@@ -103,6 +137,7 @@ function render (snapshot) {
   drawSparkline(byId('event-loop-chart'), history.eventLoop, 20)
 
   renderAdmission(snapshot.admission, snapshot.shedByReason)
+  renderBatches(snapshot.batches)
   for (const [name, stats] of Object.entries(upstreams)) renderUpstream(name, stats)
 
   const pool = byId('pool')

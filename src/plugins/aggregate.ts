@@ -2,7 +2,7 @@ import fp from 'fastify-plugin'
 import { createAggregation } from '../aggregation.js'
 import type { UpstreamClient } from '../clients/upstream-client.js'
 import type { Aggregator } from '../lib/aggregate/aggregator.js'
-import type { MergePool } from '../workers/merge-pool.js'
+import type { MergePool, MergeWorkerEntry } from '../workers/merge-pool.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -17,8 +17,8 @@ declare module 'fastify' {
  * The aggregation (src/aggregation.ts) as decorators: the aggregator, its upstream clients and the merge pool. Clients
  * close after the last in-flight request, the pool after them.
  */
-export default fp(async function aggregate (fastify) {
-  const aggregation = await createAggregation(fastify.config, fastify.log)
+export default fp<{ mergeWorker?: MergeWorkerEntry }>(async function aggregate (fastify, { mergeWorker }) {
+  const aggregation = await createAggregation(fastify.config, fastify.log, mergeWorker)
   fastify.decorate('mergePool', aggregation.mergePool)
   fastify.decorate('upstreamClients', aggregation.clients)
   fastify.decorate('aggregator', aggregation.aggregator)

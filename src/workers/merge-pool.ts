@@ -17,9 +17,19 @@ export interface MergePoolSettings {
   maxHeapMb: number
 }
 
-// From source (tests, `npm run dev`) the worker is TypeScript and its thread needs tsx; built, it is plain JavaScript.
+/** The module a merge thread runs, and the Node options its thread needs to load it. */
+export interface MergeWorkerEntry {
+  filename: string
+  execArgv: string[]
+}
+
+// From source (`npm run dev`) the worker is TypeScript and its thread needs tsx; built, it is plain JavaScript. Tests
+// pass a compiled copy of the source instead: tsx costs each thread a second or more to load.
 const fromSource = fileURLToPath(import.meta.url).endsWith('.ts')
-const workerFile = new URL(`./merge-worker.${fromSource ? 'ts' : 'js'}`, import.meta.url).href
+const defaultWorker: MergeWorkerEntry = {
+  filename: new URL(`./merge-worker.${fromSource ? 'ts' : 'js'}`, import.meta.url).href,
+  execArgv: fromSource ? ['--import', 'tsx'] : []
+}
 
 /** The client-facing error for a merge the pool's queue turns away. */
 const refusalError = (reason: BulkheadRejectedError['reason']) => reason === 'queue-full' ? new MergeQueueFullError() : new MergeQueueTimeoutError()
@@ -32,18 +42,19 @@ const publishMerge = (message: MergeMessage) => { if (channels.merge.hasSubscrib
  * a merge still waiting when its request's deadline passes, or its client leaves, is dropped from our queue, and a
  * merge that has started always finishes. (piscina cancels a running task by terminating its thread, piscina#156, and
  * does not apply maxQueue to tasks submitted with a signal.) Resolves once every thread has loaded the merge.
+ * `worker` is the module the threads run, by default the one beside this file; each thread imports `registry.module`.
  */
-export async function createMergePool (registry: UpstreamRegistry, settings: MergePoolSettings) {
+export async function createMergePool (registry: UpstreamRegistry, settings: MergePoolSettings, worker: MergeWorkerEntry = defaultWorker) {
   const { threads, maxQueue, inlineMaxBytes, inlineWhenAloneMaxBytes, maxHeapMb } = settings
   const merger = await loadMerger(registry)
   // Work counted inside the threads (merges, candidates scored, ...): shared memory, updated with Atomics.
   const work = sharedCounters(MERGE_WORK_COUNTERS)
   const pool = new Piscina<MergeInput, MergeTaskResult>({
-    filename: workerFile,
+    filename: worker.filename,
     minThreads: threads,
     maxThreads: threads,
     idleTimeout: Number.POSITIVE_INFINITY,
-    execArgv: fromSource ? ['--import', 'tsx'] : [],
+    execArgv: worker.execArgv,
     resourceLimits: { maxOldGenerationSizeMb: maxHeapMb },
     workerData: { registryModule: registry.module, workCounters: work.buffer } satisfies MergeWorkerData
   })

@@ -19,7 +19,7 @@ export interface MergeTaskResult {
 
 const { registryModule, workCounters } = workerData as MergeWorkerData
 const work = sharedCounters(MERGE_WORK_COUNTERS, workCounters)
-// Run from source (tests, `npm run dev`), this thread has tsx's hooks, but they do not reach import() of a .ts file
+// Run from source (`npm run dev`), this thread has tsx's hooks, but they do not reach import() of a .ts file
 // (nor a module with top-level await): tsx's own tsImport loads the registry and its sections then.
 const importModule = import.meta.url.endsWith('.ts')
   ? async (url: string) => (await import('tsx/esm/api')).tsImport(url, import.meta.url) as Promise<unknown>

@@ -1,7 +1,7 @@
 /**
  * Counters that several threads increment at once, without losing updates: 64-bit slots in a SharedArrayBuffer, changed
  * only with `Atomics.add`. A plain `slot++` on shared memory is a read, an add and a write; two threads interleaving
- * them both write the same value and one increment is lost (test/lib/shared-counters.test.ts shows it happening).
+ * them both write the same value and one increment is lost (test/workers/shared-counters.test.ts shows it happening).
  */
 export interface SharedCounters<Name extends string> {
   /** Pass this to other threads (e.g. as piscina `workerData`); it is shared, not copied. */

@@ -32,8 +32,11 @@ async function metric (gateway: TestGateway, series: string): Promise<number | u
 
 describe('the circuit breaker', () => {
   const OPEN_MS = 1500
+  // A hanging call times out at 300 ms, which counts as slow (≥ 250 ms); a healthy one on a busy machine, even a probe,
+  // stays under 250 ms (at 80 ms, 80% of a 100 ms timeout, a healthy probe under CI's load counted as slow and reopened).
   const breakerEnv = (name: string) => ({
-    [`UPSTREAM_${name}_TIMEOUT_MS`]: '100',
+    [`UPSTREAM_${name}_TIMEOUT_MS`]: '300',
+    [`UPSTREAM_${name}_CIRCUIT_SLOW_CALL_MS`]: '250',
     [`UPSTREAM_${name}_CIRCUIT_MIN_CALLS`]: '5',
     [`UPSTREAM_${name}_CIRCUIT_OPEN_MS`]: String(OPEN_MS)
   })
@@ -48,8 +51,11 @@ describe('the circuit breaker', () => {
       }
       const openedAt = performance.now()
       expect(await metric(gateway, 'aggregate_circuit_state{upstream="recommendations",state="open"}')).toBe(1)
+      // What the mock has seen of the five calls (on a starved machine the gateway may cut one before the mock reads it).
+      const seenBeforeOpen = (await upstreams.mocks.recommendations.stats()).requests
+      expect(seenBeforeOpen).toBeLessThanOrEqual(5)
 
-      // While open: answered without calling it, with the section's fallback, well inside its 100 ms timeout.
+      // While open: answered without calling it, with the section's fallback, well inside its 300 ms timeout.
       const whileOpen = []
       while (performance.now() - openedAt < OPEN_MS / 2) whileOpen.push(await aggregate(gateway))
       for (const { status, body } of whileOpen) {
@@ -58,7 +64,7 @@ describe('the circuit breaker', () => {
         expect(body.meta.upstreams.recommendations.latencyMs).toBeLessThan(100)
         expect(body.meta.upstreams.orders.status).toBe('ok')
       }
-      expect((await upstreams.mocks.recommendations.stats()).requests).toBe(5)
+      expect((await upstreams.mocks.recommendations.stats()).requests, 'calls while open').toBe(seenBeforeOpen)
 
       // After the wait, one probe; it hangs too, so the circuit opens again for another wait.
       await sleep(OPEN_MS - (performance.now() - openedAt) + 50)
@@ -67,7 +73,7 @@ describe('the circuit breaker', () => {
       const statuses = afterWait.map(({ body }) => body.meta.upstreams.recommendations.status)
       expect(statuses.filter((status) => status === 'timeout'), statuses.join()).toHaveLength(1)
       expect(statuses.filter((status) => status === 'circuit-open'), statuses.join()).toHaveLength(4)
-      expect((await upstreams.mocks.recommendations.stats()).requests).toBe(6)
+      expect((await upstreams.mocks.recommendations.stats()).requests, 'one probe per wait').toBeLessThanOrEqual(seenBeforeOpen + 1)
       expect((await aggregate(gateway)).body.meta.upstreams.recommendations.circuit).toBe('open')
 
       // Healed: the next probe closes it, and calls flow again.

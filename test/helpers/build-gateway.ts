@@ -1,25 +1,39 @@
 import { get, type IncomingHttpHeaders } from 'node:http'
+import type { Writable } from 'node:stream'
 import Fastify, { type FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import app from '../../src/app.js'
 import { loadConfig } from '../../src/config.js'
-import type { UpstreamRegistry } from '../../src/lib/contract/upstreams.js'
+import { registry as builtInRegistry, type UpstreamRegistry } from '../../src/lib/contract/upstreams.js'
 import { serverOptions } from '../../src/server-options.js'
+import { compiled } from './compiled.js'
+
+// The merge threads run this run's compiled copy of the worker and of the registry module it imports, as in dist/,
+// instead of loading tsx (a second or more per thread).
+const mergeWorker = { filename: compiled(new URL('../../src/workers/merge-worker.ts', import.meta.url)).href, execArgv: [] }
+
+export type TestGateway = FastifyInstance & { origin: string }
+
+export interface TestGatewayOptions {
+  /** Listen on a real socket (127.0.0.1, port 0); otherwise the gateway is only ready for `inject`. */
+  listen?: boolean
+  registry?: UpstreamRegistry
+  /** Where the log lines go, as JSON, at LOG_LEVEL (pass one in `env`); by default nothing is logged. */
+  logStream?: Writable
+}
 
 /**
  * Builds the real gateway, as `server.ts` does, from environment-style settings. One merge thread and no logs by
- * default (each thread loads tsx, about half a second: tests about the pool ask for more); pass `listen: true` for
- * tests that need a real socket.
+ * default (tests about the pool ask for more).
  */
-export type TestGateway = FastifyInstance & { origin: string }
-
-export async function buildGateway (env: Record<string, string>, { listen = false, registry }: { listen?: boolean, registry?: UpstreamRegistry } = {}): Promise<TestGateway> {
+export async function buildGateway (env: Record<string, string>, { listen = false, registry = builtInRegistry, logStream }: TestGatewayOptions = {}): Promise<TestGateway> {
   // Load shedding is off unless a test turns it on: a busy test process would otherwise trip it at random.
   // /metrics and the dashboard on the app itself, for `inject`; test/routes/observability.test.ts checks the default.
-  const config = loadConfig({ MERGE_POOL_THREADS: '1', LOG_LEVEL: 'silent', LOAD_SHEDDING_ENABLED: 'false', OBSERVABILITY_ON_GATEWAY_PORT: 'true', ...env }, registry)
-  const fastify = Fastify(serverOptions(config, { logger: false }))
+  const config = loadConfig({ MERGE_POOL_THREADS: '1', LOG_LEVEL: 'silent', LOAD_SHEDDING_ENABLED: 'false', OBSERVABILITY_ON_GATEWAY_PORT: 'true', ...env }, { ...registry, module: compiled(registry.module).href })
+  const options = serverOptions(config, { logger: false })
+  const fastify = Fastify(logStream ? { ...options, logger: { level: config.logLevel, stream: logStream } } : options)
   // Unwrapped, as fastify/demo's tests do, so the app's decorators (mergePool, ...) are visible to the test.
-  await fastify.register(fp(app), { config })
+  await fastify.register(fp(app), { config, mergeWorker })
   let origin = ''
   if (listen) origin = await fastify.listen({ host: '127.0.0.1', port: 0 })
   else await fastify.ready()

@@ -63,12 +63,15 @@ export async function startMockUpstreams (): Promise<MockUpstreams> {
   }
 }
 
-/** Polls `check` until it returns true or `timeoutMs` passes; for effects that land asynchronously (a socket close). */
-export async function eventually (check: () => Promise<boolean>, timeoutMs = 3000, what = 'condition'): Promise<void> {
+/**
+ * Polls `check` until it returns true or `timeoutMs` passes; for effects that land asynchronously (a socket close).
+ * `what` names the condition in the error, or is called then to say what was seen last.
+ */
+export async function eventually (check: () => Promise<boolean>, timeoutMs = 3000, what: string | (() => string) = 'condition'): Promise<void> {
   const giveUpAt = Date.now() + timeoutMs
   while (Date.now() < giveUpAt) {
     if (await check()) return
     await new Promise((resolve) => setTimeout(resolve, 10))
   }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === 'string' ? what : what()}`)
 }

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
-import { UPSTREAM_NAMES } from '../../src/lib/contract/upstreams.js'
+import type { MockStats } from '../../mock-services/mock-service.js'
+import { UPSTREAM_NAMES, type BuiltInUpstream } from '../../src/lib/contract/upstreams.js'
 import { buildGateway, rawGet, type TestGateway } from '../helpers/build-gateway.js'
 import { eventually, startMockUpstreams, type MockUpstreams } from '../helpers/mock-upstreams.js'
 import { describeResponse, expectStatus } from '../helpers/expect-response.js'
@@ -43,6 +44,19 @@ beforeEach(async () => { await upstreams.reset() })
 const aggregate = (userId: string, headers: Record<string, string> = {}, on: TestGateway = gateway) =>
   on.inject({ method: 'GET', url: `/aggregate/${userId}`, headers })
 
+/**
+ * Waits until no call to `name` is left at its mock: every call the mock received was aborted, none answered. On a
+ * starved machine the gateway can cut a call before the mock, in the same process, has even read it; the mock then saw
+ * none (under contended-test a wait for `aborted === 1` timed out this way).
+ */
+async function expectCallAborted (name: BuiltInUpstream) {
+  let seen: MockStats | undefined
+  await eventually(async () => {
+    seen = await upstreams.mocks[name].stats()
+    return seen.inFlight === 0 && seen.aborted === seen.requests
+  }, 3000, () => `the ${name} call to be aborted; its mock counted ${JSON.stringify(seen)}`)
+}
+
 describe('GET /aggregate/:userId', () => {
   it('merges all five upstreams into one complete response', async () => {
     const response = await aggregate('user-42')
@@ -72,15 +86,26 @@ describe('GET /aggregate/:userId', () => {
   })
 
   it('has all five upstream calls in flight at the same moment', async () => {
-    // Long enough that polling the five mocks' stats sees the overlap on a busy machine (500 ms was missed under
-    // contended-test: one poll took longer), well within the 5 s timeouts.
-    for (const name of UPSTREAM_NAMES) await upstreams.mocks[name].set({ latencyMs: 2000 })
-    const pending = aggregate('user-1')
-    await eventually(async () => {
+    // Every upstream holds its call until the client leaves, so all five are in flight together only if the gateway
+    // started them together (one after another, the first would never let the second start); no time window to catch.
+    for (const name of UPSTREAM_NAMES) await upstreams.mocks[name].set({ mode: 'hang' })
+    const client = new AbortController()
+    const pending = fetch(`${gateway.origin}/aggregate/user-1`, { signal: client.signal }).catch(() => {})
+    let inFlight: number[] = []
+    const allInFlight = async (count: number) => {
       const stats = await upstreams.allStats()
-      return UPSTREAM_NAMES.every((name) => stats[name].inFlight === 1)
-    }, 10_000, 'all five upstreams to be in flight together')
-    expectStatus(await pending, 200)
+      inFlight = UPSTREAM_NAMES.map((name) => stats[name].inFlight)
+      return inFlight.every((calls) => calls === count)
+    }
+    const seen = () => `calls in flight (${UPSTREAM_NAMES.join(', ')}): ${inFlight.join(', ')}`
+    try {
+      await eventually(() => allInFlight(1), 10_000, () => `all five upstreams to be in flight together; ${seen()}`)
+    } finally {
+      client.abort()
+      await pending
+      // The client's departure aborts the five calls: none of them is left for the next test.
+      await eventually(() => allInFlight(0), ROOMY_TIMEOUT_MS, () => `the calls to be aborted; ${seen()}`)
+    }
   })
 
   it('passes the request id and the remaining budget to every upstream', async () => {
@@ -115,7 +140,7 @@ describe('GET /aggregate/:userId', () => {
     expect(body.orders.count, describeResponse(response)).toBeGreaterThan(0)
     // Cut off at the call's 200 ms timeout: ten times that still tells it from waiting out the 5 s deadline.
     expect(elapsed).toBeLessThan(SHORT_TIMEOUT_MS * 10)
-    await eventually(async () => (await upstreams.mocks.recommendations.stats()).aborted === 1, 3000, 'the hanging call to be aborted')
+    await expectCallAborted('recommendations')
   })
 
   it('answers 504 within the deadline when the required profile upstream hangs', async () => {
@@ -125,7 +150,7 @@ describe('GET /aggregate/:userId', () => {
     expect(performance.now() - startedAt).toBeLessThan(SHORT_DEADLINE_MS * 5)
     expectStatus(response, 504)
     expect(response.json()).toMatchObject({ statusCode: 504, code: 'AGG_ERR_UPSTREAM_TIMEOUT', requestId: expect.any(String) })
-    await eventually(async () => (await upstreams.mocks.profile.stats()).aborted === 1, 3000, 'the profile call to be aborted')
+    await expectCallAborted('profile')
   })
 
   it('answers 502 when the profile upstream fails, and 404 when it does not know the user', async () => {
@@ -149,7 +174,7 @@ describe('GET /aggregate/:userId', () => {
     expectStatus(response, 502)
     // The hanging orders call is cancelled at once instead of running into its 5 s timeout.
     expect(performance.now() - startedAt).toBeLessThan(ROOMY_TIMEOUT_MS / 2)
-    await eventually(async () => (await upstreams.mocks.orders.stats()).aborted === 1, 3000, 'the orders call to be aborted')
+    await expectCallAborted('orders')
   })
 
   it.each([

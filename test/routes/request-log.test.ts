@@ -1,33 +1,24 @@
 import { Writable } from 'node:stream'
-import Fastify, { type FastifyInstance } from 'fastify'
-import fp from 'fastify-plugin'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
-import app from '../../src/app.js'
-import { loadConfig } from '../../src/config.js'
-import { serverOptions } from '../../src/server-options.js'
+import { buildGateway, type TestGateway } from '../helpers/build-gateway.js'
 import { startMockUpstreams, type MockUpstreams } from '../helpers/mock-upstreams.js'
 
 // One log line per request: the HTTP plugin writes it, with what the route (each upstream's outcome) and the error
 // handler (the code sent) bound to the request's logger.
 
 let upstreams: MockUpstreams
-let gateway: FastifyInstance
+let gateway: TestGateway
 let lines: Array<Record<string, any>> = []
 
 beforeAll(async () => {
   upstreams = await startMockUpstreams()
-  const config = loadConfig({
+  const stream = new Writable({ write (chunk, _encoding, done) { lines.push(JSON.parse(String(chunk))); done() } })
+  gateway = await buildGateway({
     ...upstreams.env,
-    MERGE_POOL_THREADS: '1',
-    LOAD_SHEDDING_ENABLED: 'false',
-    OBSERVABILITY_ON_GATEWAY_PORT: 'true',
+    LOG_LEVEL: 'info',
     AGGREGATE_DEADLINE_MS: '10000',
     ...Object.fromEntries(['PROFILE', 'ORDERS', 'RECOMMENDATIONS', 'INVENTORY', 'LOYALTY'].map((name) => [`UPSTREAM_${name}_TIMEOUT_MS`, '5000']))
-  })
-  const stream = new Writable({ write (chunk, _encoding, done) { lines.push(JSON.parse(String(chunk))); done() } })
-  gateway = Fastify({ ...serverOptions(config, { logger: false }), logger: { level: 'info', stream } })
-  await gateway.register(fp(app), { config })
-  await gateway.ready()
+  }, { logStream: stream })
 })
 beforeEach(async () => {
   await upstreams.reset()

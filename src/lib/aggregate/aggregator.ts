@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import { channels, type AggregateRequestMessage } from '../contract/events.js'
 import type { AggregateBody, Fallback, UpstreamReport, UpstreamReports } from '../contract/response.js'
 import type { FallbackPolicy, UpstreamDeclaration, UpstreamName } from '../contract/upstreams.js'
@@ -132,10 +133,10 @@ export function createAggregator (options: AggregatorOptions) {
   const requiredUpstreams = upstreams.filter((upstream) => upstream.declaration.required)
 
   /** A required upstream whose circuit is open fails the request at once: the other calls would be wasted. */
-  function openRequiredCircuit (): Error | null {
+  function openRequiredCircuit (): (Error & { retryAfterMs: number }) | null {
     for (const { declaration, fetcher } of requiredUpstreams) {
       const circuit = fetcher.circuit?.()
-      if (circuit?.state === 'open') return new RequiredUpstreamCircuitOpenError(declaration.name, retryAfterSeconds(circuit.openForMs))
+      if (circuit?.state === 'open') return Object.assign(new RequiredUpstreamCircuitOpenError(declaration.name, retryAfterSeconds(circuit.openForMs)), { retryAfterMs: circuit.openForMs })
     }
     return null
   }
@@ -287,13 +288,23 @@ export function createAggregator (options: AggregatorOptions) {
    * `perTryTimeoutMs`, the item's deadline sized for every try. Never throws: failures are in the outcomes.
    */
   async function fetchItem (userId: string, { signal, requestId, perTryTimeoutMs, retries }: { signal: AbortSignal, requestId: string, perTryTimeoutMs: number, retries: number }): Promise<FetchedItem> {
-    const startedAt = performance.now()
-    // Every try, and a fully jittered backoff before a retry (at most 25 ms by default) with room to spare.
-    const deadline = startDeadline(perTryTimeoutMs * (retries + 1) + BATCH_RETRY_ALLOWANCE_MS * retries, signal)
-    try {
-      return { userId, startedAt, outcomes: await fanOut(userId, deadline, requestId, { lane: 'batch', perTryTimeoutMs, retries }) }
-    } finally {
-      deadline.release()
+    for (;;) {
+      // While a required upstream's circuit is open every item would fail at once: the batch waits for it instead
+      // (until its own deadline), so a blip does not fail thousands of items. One item at a time gets to probe.
+      for (let open = openRequiredCircuit(); open !== null && !signal.aborted; open = openRequiredCircuit()) await pause(open.retryAfterMs, signal)
+      const startedAt = performance.now()
+      // Every try, and a fully jittered backoff before a retry (at most 25 ms by default) with room to spare.
+      const deadline = startDeadline(perTryTimeoutMs * (retries + 1) + BATCH_RETRY_ALLOWANCE_MS * retries, signal)
+      let outcomes: Record<UpstreamName, CallOutcome>
+      try {
+        outcomes = await fanOut(userId, deadline, requestId, { lane: 'batch', perTryTimeoutMs, retries })
+      } finally {
+        deadline.release()
+      }
+      // Refused while another item probes the half-open circuit: wait for the verdict and try again.
+      const refused = required.map((name) => outcomes[name]!.failure).find((failure) => failure?.status === 'circuit-open')
+      if (refused === undefined || signal.aborted) return { userId, startedAt, outcomes }
+      await pause(refused.retryAfterMs ?? BATCH_RETRY_ALLOWANCE_MS, signal)
     }
   }
 
@@ -312,6 +323,9 @@ export function createAggregator (options: AggregatorOptions) {
 
 // Time a batch item's deadline allows beyond its tries, for the backoff before a retry.
 const BATCH_RETRY_ALLOWANCE_MS = 50
+
+/** Waits `ms` (at least one), or until `signal` aborts. */
+const pause = (ms: number, signal: AbortSignal) => sleep(Math.max(1, ms), undefined, { signal }).catch(() => {})
 
 /**
  * Settles with `work`, or rejects once `signal` aborts: the request answers at its deadline, not when a merge ends.

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto'
+import { setMaxListeners } from 'node:events'
 import { mkdir, open, rm, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Aggregator, FetchedItem } from '../aggregate/aggregator.js'
@@ -100,6 +101,8 @@ export function createBatches (aggregator: Pick<Aggregator, 'fetchItem' | 'merge
     batch.status = 'running'
     batch.startedAt = performance.now()
     const { signal } = batch.controller
+    // Every item in flight (both stages) listens to the batch's signal through its own deadline.
+    setMaxListeners(settings.ioConcurrency + settings.queueSize + settings.cpuConcurrency + 10, signal)
     const deadline = setTimeout(() => batch.controller.abort(new DOMException('the batch deadline passed', 'TimeoutError')), settings.deadlineMs)
     let file: FileHandle | undefined
     let lastDone = 0

@@ -25,6 +25,9 @@ export interface TwoStageStats {
   done: number
 }
 
+// How long stage 1 takes to open all its slots.
+const RAMP_MS = 500
+
 export function createTwoStagePipeline<Item, Fetched, Result> (options: TwoStageOptions<Item, Fetched, Result>) {
   const { items, io, cpu, onResult, ioConcurrency, queueSize, cpuConcurrency, signal } = options
   const queue: Array<{ fetched: Fetched, index: number }> = []
@@ -49,8 +52,12 @@ export function createTwoStagePipeline<Item, Fetched, Result> (options: TwoStage
   })
   aborted.catch(() => {})
 
-  async function fetcher () {
+  async function fetcher (_: unknown, slot: number) {
     try {
+      // Slots open one after another over RAMP_MS, not all at once: a cold start of BATCH_IO_CONCURRENCY × upstreams
+      // new connections in the same instant timed the whole first wave out and opened every circuit.
+      const rampMs = (slot / Math.max(1, fetchersLeft)) * RAMP_MS
+      if (rampMs > 0) await Promise.race([new Promise((resolve) => setTimeout(resolve, rampMs)), aborted.catch(() => {})])
       while (!signal.aborted && next < items.length) {
         const index = next++
         ioInFlight++

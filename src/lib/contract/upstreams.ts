@@ -11,6 +11,26 @@ export const FALLBACK_POLICIES = ['stale-or-default', 'stale-or-omit', 'default'
 export type FallbackPolicy = typeof FALLBACK_POLICIES[number]
 
 /**
+ * What a section module provides (the default export of the module an upstream's declaration names): how to build its
+ * part of the response from its upstream's validated payload. Sections are built in registry order; a later one may
+ * read the payloads and earlier sections it depends on (recommendations reads orders, inventory and profile).
+ */
+export interface SectionBuilder<Payload = never, Section = unknown> {
+  build (payload: Payload, context: SectionContext): Section
+}
+
+export interface SectionContext {
+  readonly userId: string
+  readonly topK: number
+  /** Every usable payload of this merge, fresh or stale, by upstream. */
+  readonly payloads: Readonly<Record<string, unknown>>
+  /** The sections built so far, defaults included. */
+  readonly sections: Readonly<Record<string, unknown>>
+  /** The merge's work, for the shared counters. */
+  readonly work: { candidatesScored: number }
+}
+
+/**
  * One upstream, declared once. Its environment variables (`UPSTREAM_<NAME>_…`), client, bulkhead, metrics labels,
  * dashboard panel, response section and OpenAPI schema, and the mocks' route all derive from this declaration.
  */
@@ -25,7 +45,7 @@ export interface UpstreamDeclaration {
   readonly section: {
     /** The section of the response this upstream feeds. */
     readonly schema: TSchema
-    /** Module that builds the section from the payload (its default export is a `SectionBuilder`, src/lib/merge). */
+    /** URL of the module that builds the section from the payload: its default export is a {@link SectionBuilder}. */
     readonly module: string
     /** The section's value under the `default` fallback (optional upstreams only). */
     readonly default?: unknown
@@ -37,7 +57,7 @@ export interface UpstreamDeclaration {
     readonly concurrency: number
     readonly maxQueue: number
     /**
-     * Largest body accepted: at least 3× the body at payload scale 10 (test/lib/json-budget.test.ts), so a heavy
+     * Largest body accepted: at least 3× the body at payload scale 10 (test/lib/merge/json-budget.test.ts), so a heavy
      * user passes and a hostile or runaway body is cut off by undici before it is buffered whole.
      */
     readonly maxBodyBytes: number

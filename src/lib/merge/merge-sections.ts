@@ -1,8 +1,8 @@
 import { Compile, type Validator } from 'typebox/compile'
 import type { Fallback } from '../contract/response.js'
-import type { UpstreamDeclaration, UpstreamName, UpstreamRegistry } from '../contract/upstreams.js'
+import type { SectionBuilder, SectionContext, UpstreamDeclaration, UpstreamName, UpstreamRegistry } from '../contract/upstreams.js'
 import { exceedsJsonBudget, MAX_JSON_DEPTH } from './json-budget.js'
-import { allFinite, UnusablePayloadError, type SectionBuilder, type SectionContext } from './section.js'
+import { allFinite, UnusablePayloadError } from './section.js'
 
 /** What the merge gets for one upstream: this call's body, the last good one, and what to do if neither is usable. */
 export interface SectionInput {

@@ -28,7 +28,7 @@ const timeoutError = (ms: number) => new DOMException(`timed out after ${ms} ms`
 
 /**
  * Starts a deadline of `budgetMs` chained to `parent`. A plain timer, not `AbortSignal.timeout`: on Node 20 a timeout
- * signal is held only weakly and could be garbage-collected before it fired (see test/lib/deadline.test.ts).
+ * signal is held only weakly and could be garbage-collected before it fired (see test/lib/resilience/deadline.test.ts).
  */
 export function startDeadline (budgetMs: number, parent: AbortSignal): Deadline {
   const startedAt = performance.now()

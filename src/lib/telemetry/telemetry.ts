@@ -28,11 +28,27 @@ export interface MergePoolState {
   work: Record<typeof MERGE_WORK_COUNTERS[number], number>
 }
 
+/** What the batches can report: each kept batch, its counts, its stages now and sampled over time. */
+export interface BatchState {
+  id: string
+  status: string
+  total: number
+  done: number
+  ok: number
+  partial: number
+  failed: number
+  retried: number
+  stages: { io: { inFlight: number, limit: number }, queue: { size: number, limit: number }, cpu: { busy: number, threads: number } }
+  /** Stage utilisation (0..1) and items/s, twice a second while it runs. */
+  samples: Array<{ at: number, io: number, queue: number, cpu: number, itemsPerSecond: number }>
+}
+
 /** Where telemetry pulls state from: it is handed these, it imports none of them. */
 export interface TelemetrySources {
   upstreams: () => Record<string, UpstreamState>
   mergePool: () => MergePoolState
   admission: () => AdmissionStats | null
+  batches: () => BatchState[]
   eventLoop: { lag (windowMs: number): { p99Ms: number }, utilization (): number }
 }
 
@@ -59,6 +75,8 @@ export interface DashboardSnapshot {
   memory: { rssBytes: number, heapUsedBytes: number }
   admission: AdmissionStats | null
   shedByReason: Record<string, number>
+  /** Running batches and the latest finished ones, with the last minute of stage samples. */
+  batches: BatchState[]
 }
 
 const SECONDS = 1000
@@ -206,6 +224,23 @@ export function createTelemetry (upstreamNames: readonly string[], sources: Tele
   workCounter('aggregate_merge_bytes_parsed_total', 'Upstream body bytes parsed by the worker threads.', (state) => state.work.bytesParsed)
   workCounter('aggregate_merge_malformed_bodies_total', 'Upstream bodies the worker threads found malformed.', (state) => state.work.malformedBodies)
 
+  const batchGauge = (name: string, help: string, labelNames: string[], collect: (gauge: Gauge, batches: BatchState[]) => void) => new Gauge({
+    name, help, labelNames, registers: [registry], collect () { this.reset(); collect(this, sources.batches()) }
+  })
+  batchGauge('aggregate_batches', 'Kept batches by status.', ['status'], (gauge, batches) => {
+    for (const status of ['queued', 'running', 'completed', 'cancelled', 'deadline-exceeded', 'failed']) gauge.set({ status }, batches.filter((batch) => batch.status === status).length)
+  })
+  batchGauge('aggregate_batch_stage_in_flight', 'Items of running batches in each stage now: fetching (io), waiting for a merge (queue), merging (cpu).', ['stage'], (gauge, batches) => {
+    const running = batches.filter((batch) => batch.status === 'running')
+    gauge.set({ stage: 'io' }, running.reduce((sum, batch) => sum + batch.stages.io.inFlight, 0))
+    gauge.set({ stage: 'queue' }, running.reduce((sum, batch) => sum + batch.stages.queue.size, 0))
+    gauge.set({ stage: 'cpu' }, running.reduce((sum, batch) => sum + batch.stages.cpu.busy, 0))
+  })
+  // Per batch, since it started: rate() of these gives items/s; a batch's series goes when the batch is forgotten.
+  batchGauge('aggregate_batch_items', 'Items of each kept batch by result (ok, partial, failed, retried: at least one upstream call retried).', ['batch', 'result'], (gauge, batches) => {
+    for (const batch of batches) for (const result of ['ok', 'partial', 'failed', 'retried'] as const) gauge.set({ batch: batch.id, result }, batch[result])
+  })
+
   new Gauge({ name: 'aggregate_event_loop_utilization', help: 'Event-loop utilisation over the last second (0..1).', registers: [registry], collect () { this.set(eventLoop.utilization) } }) // eslint-disable-line no-new
   new Gauge({ name: 'aggregate_event_loop_delay_p99_seconds', help: '99th percentile event-loop delay over the last second.', registers: [registry], collect () { this.set(eventLoop.delayP99Ms / SECONDS) } }) // eslint-disable-line no-new
 
@@ -260,7 +295,11 @@ export function createTelemetry (upstreamNames: readonly string[], sources: Tele
       eventLoop: { ...eventLoop },
       memory: { rssBytes: memory.rss, heapUsedBytes: memory.heapUsed },
       admission: sources.admission(),
-      shedByReason: { ...shedByReason }
+      shedByReason: { ...shedByReason },
+      batches: sources.batches()
+        .filter((batch) => batch.status === 'running' || batch.status === 'queued' || batch.samples.length > 0)
+        .slice(-5)
+        .map((batch) => ({ ...batch, samples: batch.samples.slice(-120) }))
     }
   }
 

@@ -1,6 +1,6 @@
 import type { InventoryPayload } from '../../contract/payloads.js'
 import type { InventorySection } from '../../contract/sections.js'
-import type { SectionBuilder } from '../section.js'
+import type { SectionBuilder } from '../../contract/upstreams.js'
 
 // At or below this many units a product counts as running low.
 const LOW_STOCK_UNITS = 5

@@ -1,6 +1,6 @@
 import type { LoyaltyPayload } from '../../contract/payloads.js'
 import type { LoyaltySection } from '../../contract/sections.js'
-import type { SectionBuilder } from '../section.js'
+import type { SectionBuilder } from '../../contract/upstreams.js'
 
 const RECENT_ACTIVITY = 5
 

@@ -1,7 +1,7 @@
 import type { OrdersPayload } from '../../contract/payloads.js'
 import type { OrdersSection } from '../../contract/sections.js'
 import { percentile } from '../../percentile.js'
-import type { SectionBuilder } from '../section.js'
+import type { SectionBuilder } from '../../contract/upstreams.js'
 
 const cents = (amount: number) => Math.round(amount * 100) / 100
 

@@ -1,7 +1,8 @@
 import type { InventoryPayload, OrdersPayload, ProfilePayload, RecommendationsPayload } from '../../contract/payloads.js'
 import type { OrdersSection, RecommendationsSection } from '../../contract/sections.js'
 import { rankRecommendations } from '../ranking.js'
-import { allFinite, UnusablePayloadError, type SectionBuilder, type SectionContext } from '../section.js'
+import type { SectionBuilder, SectionContext } from '../../contract/upstreams.js'
+import { allFinite, UnusablePayloadError } from '../section.js'
 
 /**
  * Candidates ranked against the order history, filtered by stock, favouring the profile's categories: reads the

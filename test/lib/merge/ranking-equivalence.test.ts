@@ -1,26 +1,29 @@
 import { afterAll, describe, expect, it } from 'vitest'
-import { inventoryFor, loyaltyFor, ordersFor, profileFor, recommendationsFor } from '../../mock-services/data.js'
-import { parseJson, type MergeInput } from '../../src/lib/merge/merge-sections.js'
-import { loyaltyProgress } from '../../src/lib/merge/sections/loyalty.js'
-import { summariseOrders } from '../../src/lib/merge/sections/orders.js'
-import type { Candidate, InventoryPayload, LoyaltyPayload, Order, OrdersPayload, ProfilePayload, RecommendationsPayload } from '../../src/lib/contract/payloads.js'
-import { merger, validators } from '../helpers/merge.js'
-import { rankRecommendations, type RankingInput } from '../../src/lib/merge/ranking.js'
-import { EMBEDDING_DIMENSIONS, productEmbedding } from '../../src/lib/contract/product-embedding.js'
-import { UPSTREAM_NAMES, type BuiltInUpstream as UpstreamName } from '../../src/lib/contract/upstreams.js'
-import { loyaltyProgress as referenceLoyaltyProgress } from '../fixtures/reference-loyalty-progress.js'
-import { referenceMergeSections } from '../fixtures/reference-merge-sections.js'
-import { summariseOrders as referenceSummariseOrders } from '../fixtures/reference-order-statistics.js'
-import * as referenceReaders from '../fixtures/reference-payloads.js'
-import { productEmbedding as referenceProductEmbedding } from '../fixtures/reference-product-embedding.js'
-import { rankRecommendations as referenceRankRecommendations } from '../fixtures/reference-ranking.js'
-import { expectSame } from '../helpers/expect-response.js'
+import { inventoryFor, loyaltyFor, ordersFor, profileFor, recommendationsFor } from '../../../mock-services/data.js'
+import { parseJson, type MergeInput } from '../../../src/lib/merge/merge-sections.js'
+import { loyaltyProgress } from '../../../src/lib/merge/sections/loyalty.js'
+import { summariseOrders } from '../../../src/lib/merge/sections/orders.js'
+import type { Candidate, InventoryPayload, LoyaltyPayload, Order, OrdersPayload, ProfilePayload, RecommendationsPayload } from '../../../src/lib/contract/payloads.js'
+import { merger, validators } from '../../helpers/merge.js'
+import { rankRecommendations, type RankingInput } from '../../../src/lib/merge/ranking.js'
+import { EMBEDDING_DIMENSIONS, productEmbedding } from '../../../src/lib/contract/product-embedding.js'
+import { UPSTREAM_NAMES, type BuiltInUpstream as UpstreamName } from '../../../src/lib/contract/upstreams.js'
+import { loyaltyProgress as referenceLoyaltyProgress } from '../../fixtures/reference-loyalty-progress.js'
+import { referenceMergeSections } from '../../fixtures/reference-merge-sections.js'
+import { summariseOrders as referenceSummariseOrders } from '../../fixtures/reference-order-statistics.js'
+import * as referenceReaders from '../../fixtures/reference-payloads.js'
+import { productEmbedding as referenceProductEmbedding } from '../../fixtures/reference-product-embedding.js'
+import { rankRecommendations as referenceRankRecommendations } from '../../fixtures/reference-ranking.js'
+import { expectSame } from '../../helpers/expect-response.js'
 
 // The flat-array ranking kernel, the readers and the summaries must give exactly what the code before them gave (the
 // verbatim copies in test/fixtures): same products in the same order, same rounded scores, same stock, same counts.
 
 // Enough users for every shape the generators make (order counts, categories, stock); the odd cases have tests of their own.
 const USERS = 200
+// The odd cases reshape users the first test ranks already, each case its own slice of them: their bodies are generated
+// once, and each case still sees as many different users as before.
+const usersFrom = (first: number, count: number) => Array.from({ length: count }, (_, index) => `user-${first + index}`)
 const encode = (value: unknown) => new TextEncoder().encode(JSON.stringify(value))
 /** The merge's reader: the body as parsed, if it validates against its upstream's payload schema. */
 function reader<T> (name: UpstreamName) {
@@ -123,25 +126,25 @@ describe('ranking kernel matches the reference ranking', () => {
   }
 
   it('ranks identically with no order history, so only category, favourites and popularity count', () => {
-    for (let user = 0; user < 50; user++) {
-      const bodies = bodiesFor(`no-orders-${user}`, 1)
-      expectSameRanking(rankingInput({ ...bodies, orders: { userId: 'x', orders: [] } }), `no-orders-${user}`)
+    for (const userId of usersFrom(0, 50)) {
+      const bodies = bodiesFor(userId, 1)
+      expectSameRanking(rankingInput({ ...bodies, orders: { userId: 'x', orders: [] } }), `${userId} with no orders`)
     }
   })
 
   it('ranks identically when only cancelled orders exist', () => {
-    for (let user = 0; user < 50; user++) {
-      const bodies = bodiesFor(`cancelled-${user}`, 1)
+    for (const userId of usersFrom(50, 50)) {
+      const bodies = bodiesFor(userId, 1)
       const orders = bodies.orders.orders.map((order): Order => ({ ...order, status: 'cancelled' }))
-      expectSameRanking(rankingInput({ ...bodies, orders: { userId: 'x', orders } }), `cancelled-${user}`)
+      expectSameRanking(rankingInput({ ...bodies, orders: { userId: 'x', orders } }), `${userId} with only cancelled orders`)
     }
   })
 
   it('keeps every candidate with stock null when inventory is unknown', () => {
-    for (let user = 0; user < 50; user++) {
-      const input = rankingInput({ ...bodiesFor(`no-inventory-${user}`, 1), inventory: null })
-      expectSameRanking(input, `no-inventory-${user}`)
-      expect(rankRecommendations(input).ranked.filter((item) => item.available !== null), `ranked with a stock level for no-inventory-${user}`).toEqual([])
+    for (const userId of usersFrom(100, 50)) {
+      const input = rankingInput({ ...bodiesFor(userId, 1), inventory: null })
+      expectSameRanking(input, `${userId} with no inventory`)
+      expect(rankRecommendations(input).ranked.filter((item) => item.available !== null), `ranked with a stock level for ${userId} with no inventory`).toEqual([])
     }
   })
 
@@ -162,19 +165,19 @@ describe('ranking kernel matches the reference ranking', () => {
   })
 
   it('breaks ties in input order when candidates score the same', () => {
-    for (let user = 0; user < 20; user++) {
-      const bodies = { ...bodiesFor(`ties-${user}`, 1), inventory: null }
+    for (const userId of usersFrom(150, 20)) {
+      const bodies = { ...bodiesFor(userId, 1), inventory: null }
       // Copies of a few candidates under new ids: identical vectors and scores, in several places of the list.
       const copies = bodies.candidates.slice(0, 30).flatMap((candidate, index) => [0, 1, 2].map((copy) => ({ ...candidate, productId: `${candidate.productId}-copy-${index}-${copy}` })))
       const candidates = [...copies.slice(0, 45), ...bodies.candidates, ...copies.slice(45)]
-      for (const topK of [1, 10, 30]) expectSameRanking(rankingInput({ ...bodies, candidates }, topK), `ties-${user}, top K ${topK}`)
+      for (const topK of [1, 10, 30]) expectSameRanking(rankingInput({ ...bodies, candidates }, topK), `${userId} with copied candidates, top K ${topK}`)
     }
     // Equal scores but different vectors (no history, one category, one popularity): which tied candidates make the
     // re-rank pool decides what diversity picks, so a wrong tie-break at the pool's edge shows.
-    for (let user = 0; user < 20; user++) {
-      const tied = bodiesFor(`tied-pool-${user}`, 1).candidates.map((candidate) => ({ ...candidate, category: 'books', popularity: 0.5 }))
+    for (const userId of usersFrom(170, 20)) {
+      const tied = bodiesFor(userId, 1).candidates.map((candidate) => ({ ...candidate, category: 'books', popularity: 0.5 }))
       for (const topK of [1, 2, 5, 10, 25]) {
-        expectSameRanking({ candidates: tied, orders: [], stock: null, categoryShare: new Map(), favouriteCategories: [], topK }, `tied pool ${user}, top K ${topK}`)
+        expectSameRanking({ candidates: tied, orders: [], stock: null, categoryShare: new Map(), favouriteCategories: [], topK }, `tied pool of ${userId}, top K ${topK}`)
       }
     }
     // Every candidate identical but its id, and no history: all scores tie.
@@ -270,12 +273,14 @@ describe('readers and summaries match the reference', () => {
   }, 240_000)
 
   it('rejects every malformed body the reference readers rejected; accepts the rest, except a non-boolean marketingOptIn', () => {
+    // Scale 0.1: every list still has the two items the mutations visit (the same 1,454 mutants as at scale 1), and
+    // each mutant carries a tenth of the unchanged rest through JSON.
     const valid = {
       profile: profileFor('malformed'),
-      orders: ordersFor('malformed', 1),
-      recommendations: recommendationsFor('malformed', 1),
-      inventory: inventoryFor('malformed', 1),
-      loyalty: loyaltyFor('malformed', 1)
+      orders: ordersFor('malformed', 0.1),
+      recommendations: recommendationsFor('malformed', 0.1),
+      inventory: inventoryFor('malformed', 0.1),
+      loyalty: loyaltyFor('malformed', 0.1)
     }
     const readers = { profile: readProfile, orders: readOrders, recommendations: readRecommendations, inventory: readInventory, loyalty: readLoyalty }
     const references = {

@@ -1,12 +1,12 @@
 import { describe, expect, it } from 'vitest'
-import { BODY_GENERATORS } from '../../mock-services/data.js'
-import { UpstreamCallError } from '../../src/errors.js'
-import { createAggregator, type AggregateFailure, type BodyFetcher, type MergeRunner } from '../../src/lib/aggregate/aggregator.js'
-import { channels, type AggregateRequestMessage } from '../../src/lib/contract/events.js'
-import type { AggregateBody } from '../../src/lib/contract/response.js'
-import { registry } from '../../src/lib/contract/upstreams.js'
-import { createStaleCache } from '../../src/lib/resilience/stale-cache.js'
-import { merger } from '../helpers/merge.js'
+import { BODY_GENERATORS } from '../../../mock-services/data.js'
+import { UpstreamCallError } from '../../../src/errors.js'
+import { createAggregator, type AggregateFailure, type BodyFetcher, type MergeRunner } from '../../../src/lib/aggregate/aggregator.js'
+import { channels, type AggregateRequestMessage } from '../../../src/lib/contract/events.js'
+import type { AggregateBody } from '../../../src/lib/contract/response.js'
+import { registry } from '../../../src/lib/contract/upstreams.js'
+import { createStaleCache } from '../../../src/lib/resilience/stale-cache.js'
+import { merger } from '../../helpers/merge.js'
 
 const encode = (value: unknown) => new TextEncoder().encode(JSON.stringify(value))
 

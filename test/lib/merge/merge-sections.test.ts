@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest'
-import { inventoryFor, loyaltyFor, ordersFor, profileFor, recommendationsFor } from '../../mock-services/data.js'
-import type { InventorySection, LoyaltySection, OrdersSection, ProfileSection, RecommendationsSection } from '../../src/lib/contract/sections.js'
-import { UPSTREAM_NAMES, type BuiltInUpstream as UpstreamName } from '../../src/lib/contract/upstreams.js'
-import type { MergeInput, SectionInput } from '../../src/lib/merge/merge-sections.js'
-import { merger } from '../helpers/merge.js'
+import { inventoryFor, loyaltyFor, ordersFor, profileFor, recommendationsFor } from '../../../mock-services/data.js'
+import type { InventorySection, LoyaltySection, OrdersSection, ProfileSection, RecommendationsSection } from '../../../src/lib/contract/sections.js'
+import { UPSTREAM_NAMES, type BuiltInUpstream as UpstreamName } from '../../../src/lib/contract/upstreams.js'
+import type { MergeInput, SectionInput } from '../../../src/lib/merge/merge-sections.js'
+import { merger } from '../../helpers/merge.js'
 
 interface Sections { profile: ProfileSection, orders: OrdersSection, recommendations: RecommendationsSection, inventory: InventorySection, loyalty: LoyaltySection }
 

@@ -105,6 +105,26 @@ describe.skipIf(!existsSync(CHROMIUM))('the live dashboard', () => {
 })
 
 describe('the dashboard script', () => {
+  it('shows a running batch with its progress and stage utilisation over time', async () => {
+    const { page, problems } = await openDashboard()
+    const response = await fetch(`${gateway.origin}/batches`, {
+      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ userIds: Array.from({ length: 400 }, (_, index) => `dashboard-batch-${index}`) })
+    })
+    const { id } = await response.json() as { id: string }
+    const panel = `[data-batch="${id}"]`
+    await page.waitForSelector(`${panel}[data-status="running"]`, { timeout: 5000 })
+    await page.waitForSelector(`${panel}[data-status="completed"]`, { timeout: 20_000 })
+    expect(await page.textContent(`${panel} .done`)).toBe('400 / 400')
+    expect(await page.textContent(`${panel} .name`)).toBe(id.slice(0, 8))
+    // At least two samples of each stage, drawn as lines.
+    for (const stage of ['io', 'queue', 'cpu']) {
+      const points = await page.getAttribute(`${panel} polyline.${stage}`, 'points')
+      expect(points!.split(' ').length, stage).toBeGreaterThan(1)
+    }
+    expect(problems).toEqual([])
+    await page.close()
+  }, 30_000)
+
   it('never writes markup from data: every value goes through textContent or attributes', () => {
     const script = readFileSync(new URL('../../public/dashboard/app.js', import.meta.url), 'utf8')
     expect(script).not.toMatch(/innerHTML|outerHTML|insertAdjacentHTML|document\.write/)

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
-import { BODY_GENERATORS } from '../../mock-services/data.js'
-import { exceedsJsonBudget, MAX_JSON_DEPTH, type JsonBudget } from '../../src/lib/merge/json-budget.js'
-import { registry } from '../../src/lib/contract/upstreams.js'
+import { BODY_GENERATORS } from '../../../mock-services/data.js'
+import { exceedsJsonBudget, MAX_JSON_DEPTH, type JsonBudget } from '../../../src/lib/merge/json-budget.js'
+import { registry } from '../../../src/lib/contract/upstreams.js'
 
 const encode = (text: string) => new TextEncoder().encode(text)
 // The widest budget the gateway uses (recommendations').

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { createAdmission, type AdmissionOptions, type ShedReason } from '../../src/lib/overload/admission.js'
+import { createAdmission, type AdmissionOptions, type ShedReason } from '../../../src/lib/overload/admission.js'
 
 const OPTIONS: AdmissionOptions = {
   initialLimit: 4, minLimit: 2, maxLimit: 64, maxQueue: 3, queueTargetMs: 5, queueIntervalMs: 100, latencyTolerance: 2, now: () => Date.now()

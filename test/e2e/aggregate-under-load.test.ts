@@ -131,8 +131,10 @@ describe('the merge worker pool', () => {
       expect(healthTimes.length).toBeGreaterThan(5)
       // Measured alone: median about 1 ms with the pool; with the same merges inline it is about 70 ms, since every
       // /health waits behind a 10x merge (56 ms), half a merge at the median. On a loaded machine everything slows down,
-      // merges included: the bounds are 30 ms and 500 ms, or a quarter of and five times the mean merge time measured
-      // in this run when that is more. Inline merges would still fail them; a busy machine does not.
+      // merges included: the bounds are 30 ms and 500 ms, or a quarter of and fifteen times the mean merge time measured
+      // in this run when that is more. Inline merges would still fail them (forced inline here, the slowest /health
+      // waited 28 to 41 mean merges, behind the whole burst); a busy machine does not (at load average 10 one /health
+      // waited 9.7 mean merges, 1.26 s, with the pool's median at 1.5 ms).
       const metrics = (await fetchResponse(`${gateway.origin}/metrics`)).text
       const value = (series: string) => Number(new RegExp(`^${series} (\\S+)$`, 'm').exec(metrics)?.[1])
       const meanMergeMs = (value('aggregate_merge_run_seconds_sum') / value('aggregate_merge_run_seconds_count')) * 1000
@@ -141,7 +143,7 @@ describe('the merge worker pool', () => {
       const summary = `/health times (ms) of ${healthTimes.length}: median ${median.toFixed(1)}, max ${healthTimes.at(-1)!.toFixed(1)}; mean merge ${meanMergeMs.toFixed(1)} ms`
       expect(meanMergeMs, summary).toBeGreaterThan(0)
       expect(median, summary).toBeLessThan(Math.max(30, meanMergeMs / 4))
-      expect(healthTimes.at(-1), summary).toBeLessThan(Math.max(500, meanMergeMs * 5))
+      expect(healthTimes.at(-1), summary).toBeLessThan(Math.max(500, meanMergeMs * 15))
     } finally {
       await gateway.close()
     }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { BulkheadRejectedError, createBulkhead } from '../../src/lib/resilience/bulkhead.js'
+import { BulkheadRejectedError, createBulkhead } from '../../../src/lib/resilience/bulkhead.js'
 
 function deferred () {
   let resolve!: () => void

@@ -1,6 +1,6 @@
 import { setMaxListeners } from 'node:events'
 import { describe, expect, it } from 'vitest'
-import { startDeadline } from '../../src/lib/resilience/deadline.js'
+import { startDeadline } from '../../../src/lib/resilience/deadline.js'
 
 const gc = (globalThis as { gc?: () => void }).gc
 const aborted = (signal: AbortSignal) => new Promise<unknown>((resolve) => signal.addEventListener('abort', () => resolve(signal.reason), { once: true }))

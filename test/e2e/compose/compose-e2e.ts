@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url'
 // Run: npm run test:compose. The gateway and its metrics are published on free ports of 127.0.0.1 unless
 // GATEWAY_PUBLISH / GATEWAY_OBSERVABILITY_PUBLISH say otherwise (e.g. GATEWAY_PUBLISH=127.0.0.1:3000).
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '../..')
+const root = join(dirname(fileURLToPath(import.meta.url)), '../../..')
 // Unique per checkout and run: the project name also names the images (docker-compose.yml), so two checkouts or two
 // runs on one Docker host never share containers, networks or images.
 const checkout = basename(root).toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 24)
@@ -234,11 +234,12 @@ async function main () {
   await checkDistributedBatches()
 
   // Drain: recreate the gateway with long budgets so a request is surely in flight when SIGTERM arrives.
-  const drain = ['-f', 'test/compose/docker-compose.drain.yml']
+  const drain = ['-f', 'test/e2e/compose/docker-compose.drain.yml']
   compose(['up', '-d', '--no-deps', 'gateway'], { files: drain })
   findPublishedPorts(drain)
   await waitForReady(60_000)
-  setMock('orders', 4002, { latencyMs: 2500 })
+  // 4.5 s of a 5 s timeout: a wide window for the (slow, docker exec) stats poll to see the call in flight on a busy host.
+  setMock('orders', 4002, { latencyMs: 4500 })
   const inFlight = getJson('/aggregate/user-9')
   const giveUpAt = Date.now() + 10_000
   while (mockStats('orders', 4002).inFlight === 0) {
@@ -292,7 +293,7 @@ async function checkDistributedBatches () {
 function tearDown () {
   // --rmi all: the images are this run's own (named after the project), so they go with it.
   compose(['--profile', 'loadtest', '--profile', 'distributed', 'down', '-v', '--remove-orphans', '--rmi', 'all', '--timeout', '20'],
-    { files: ['-f', 'test/compose/docker-compose.drain.yml'], check: false, quiet: true })
+    { files: ['-f', 'test/e2e/compose/docker-compose.drain.yml'], check: false, quiet: true })
 }
 
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {

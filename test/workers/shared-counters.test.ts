@@ -3,15 +3,16 @@ import { Piscina } from 'piscina'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { sharedCounters } from '../../src/workers/shared-counters.js'
 import type { HammerTask } from '../fixtures/counter-hammer.js'
+import { compiled } from '../helpers/compiled.js'
 import { eventually } from '../helpers/mock-upstreams.js'
 
 const THREADS = Math.max(4, availableParallelism())
 const TIMES = 2_000_000
-const hammer = new URL('../fixtures/counter-hammer.ts', import.meta.url).href
+// The threads run this run's compiled copy of the fixture (and of src/workers/shared-counters.ts, which it imports).
+const hammer = compiled(new URL('../fixtures/counter-hammer.ts', import.meta.url)).href
 
-// One pool for every run: each thread loads tsx, which takes about half a second.
 let pool: Piscina<HammerTask, void>
-beforeAll(() => { pool = new Piscina<HammerTask, void>({ filename: hammer, minThreads: THREADS, maxThreads: THREADS, execArgv: ['--import', 'tsx'] }) })
+beforeAll(() => { pool = new Piscina<HammerTask, void>({ filename: hammer, minThreads: THREADS, maxThreads: THREADS }) })
 afterAll(async () => { await pool?.destroy() })
 
 /** Has THREADS worker threads increment one shared counter TIMES each, all starting at the same moment. */

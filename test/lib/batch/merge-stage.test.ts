@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { createMergeStage, type MergeTally } from '../../src/lib/batch/merge-stage.js'
+import { createMergeStage, type MergeTally } from '../../../src/lib/batch/merge-stage.js'
 
 function deferred () {
   let resolve!: () => void

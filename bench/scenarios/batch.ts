@@ -1,0 +1,95 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import { UPSTREAM_NAMES } from '../../src/lib/contract/upstreams.js'
+import { BENCH_PORTS, type BenchContext, type ScenarioResult } from '../lib/context.js'
+import { watchPeakRss } from '../lib/processes.js'
+import { spread } from '../lib/stats.js'
+
+// 13. A batch of 10,000 users with every upstream at 100 ms: stage 1 holds 50 items in flight, so the physical limit is
+// 10,000 × 100 ms / 50 = 20 s, and the merges (stage 2, on the worker pool) must hide under it. Against a serial loop
+// and an unbounded Promise.all over the naive baseline, both measured on fewer users and extrapolated (marked).
+
+const LATENCY_MS = 100
+const IO_CONCURRENCY = 50
+
+interface Sample { at: number, io: number, queue: number, cpu: number, itemsPerSecond: number }
+
+export async function batch (context: BenchContext): Promise<ScenarioResult> {
+  const users = context.quick ? 1000 : 10_000
+  const limitSeconds = (users * LATENCY_MS) / IO_CONCURRENCY / 1000
+  await context.mocks.configure({ jitterMs: 0, latencyMs: LATENCY_MS })
+  const gateway = await context.startGateway(BENCH_PORTS.a)
+  const naive = await context.startBaseline('naiveBaseline', BENCH_PORTS.b)
+  try {
+    const stopWatching = watchPeakRss(gateway)
+    const rssBefore = gateway.rssBytes()
+    const startedAt = performance.now()
+    const created = await fetch(`${gateway.origin}/batches`, {
+      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ userIds: Array.from({ length: users }, (_, index) => `batch-user-${index}`) })
+    })
+    const { id } = await created.json() as { id: string }
+    // Read the results as a client would, while the batch runs.
+    const results = await (await fetch(`${gateway.origin}/batches/${id}/results`)).text()
+    const view = await (await fetch(`${gateway.origin}/batches/${id}`)).json() as { status: string, done: number, ok: number, partial: number, failed: number, retried: number, durationMs: number }
+    const wallSeconds = (performance.now() - startedAt) / 1000
+    const peakRss = stopWatching()
+    const snapshot = await (await fetch(`${gateway.metricsOrigin}/dashboard/snapshot`)).json() as { batches: Array<{ id: string, samples: Sample[] }> }
+    const samples = snapshot.batches.find((candidate) => candidate.id === id)?.samples ?? []
+    const stats = await Promise.all(UPSTREAM_NAMES.map((name) => context.mocks.stats(name)))
+    const maxInFlight = Math.max(...stats.map((upstream) => upstream.maxInFlight))
+    const lines = results.split('\n').filter((line) => line !== '').length
+
+    // Baselines on the naive aggregator (Promise.all over the five calls, no limits): a serial loop over 20 users, and
+    // all of 1,000 users at once; each extrapolated to the batch's size.
+    await context.mocks.configure({ jitterMs: 0, latencyMs: LATENCY_MS })
+    const serialUsers = 20
+    const serialStartedAt = performance.now()
+    for (let index = 0; index < serialUsers; index++) await (await fetch(`${naive.origin}/aggregate/serial-user-${index}`)).arrayBuffer()
+    const serialSeconds = ((performance.now() - serialStartedAt) / 1000) * (users / serialUsers)
+    await sleep(500)
+    await context.mocks.configure({ jitterMs: 0, latencyMs: LATENCY_MS })
+    const floodUsers = Math.min(1000, users)
+    const floodStartedAt = performance.now()
+    const flood = await Promise.all(Array.from({ length: floodUsers }, (_, index) => fetch(`${naive.origin}/aggregate/flood-user-${index}`, { signal: AbortSignal.timeout(60_000) }).then(async (response) => {
+      await response.arrayBuffer()
+      return response.status
+    }, () => 0)))
+    const floodSeconds = (performance.now() - floodStartedAt) / 1000
+    const floodInFlight = Math.max(...(await Promise.all(UPSTREAM_NAMES.map((name) => context.mocks.stats(name)))).map((upstream) => upstream.maxInFlight))
+
+    const mean = (key: 'io' | 'queue' | 'cpu') => samples.length === 0 ? null : Math.round((samples.reduce((sum, sample) => sum + sample[key], 0) / samples.length) * 100)
+    // Ten slices of the run, each the mean utilisation of its samples: the chart shows the stages over time.
+    const slices = 10
+    const slice = (key: 'io' | 'queue' | 'cpu') => Array.from({ length: slices }, (_, index) => {
+      const part = samples.slice(Math.floor((index * samples.length) / slices), Math.floor(((index + 1) * samples.length) / slices))
+      return spread([part.length === 0 ? null : Math.round((part.reduce((sum, sample) => sum + sample[key], 0) / part.length) * 100)])
+    })
+    const MiB = 1024 * 1024
+    return {
+      id: 'batch',
+      title: `13. A batch of ${users.toLocaleString('en')} users at ${LATENCY_MS} ms: the two-stage pipeline against its physical limit`,
+      finding: `${users.toLocaleString('en')} users finished (${view.status}) in ${wallSeconds.toFixed(1)} s against a limit of ${limitSeconds.toFixed(0)} s (${(wallSeconds / limitSeconds).toFixed(2)}×), never more than ${maxInFlight} calls in flight on any upstream, peak RSS ${peakRss === null ? '?' : Math.round(peakRss / MiB)} MiB; a serial loop would take about ${Math.round(serialSeconds)} s (extrapolated), and the unbounded Promise.all of ${floodUsers.toLocaleString('en')} users put ${floodInFlight} calls in flight on one upstream at once.`,
+      setup: `Every upstream at ${LATENCY_MS} ms, no jitter; gateway defaults (BATCH_IO_CONCURRENCY ${IO_CONCURRENCY}, BATCH_QUEUE_SIZE 100, merges on every thread), results read as NDJSON while the batch runs. Stage utilisation from the gateway's dashboard snapshot (twice a second). Baselines on bench/baselines/naive.ts: a serial loop over ${serialUsers} users and a Promise.all of ${floodUsers} users, both EXTRAPOLATED to ${users.toLocaleString('en')} by their per-user time.`,
+      table: {
+        headers: ['', 'wall time (s)', '× limit', 'results', 'ok / partial / failed', 'max calls in flight per upstream', 'mean utilisation io / queue / cpu', 'peak RSS (MiB)'],
+        rows: [
+          ['batch (in process)', wallSeconds.toFixed(1), (wallSeconds / limitSeconds).toFixed(2), String(lines), `${view.ok} / ${view.partial} / ${view.failed}`, String(maxInFlight), `${mean('io')}% / ${mean('queue')}% / ${mean('cpu')}%`, peakRss === null ? '?' : String(Math.round(peakRss / MiB))],
+          ['serial loop (extrapolated)', serialSeconds.toFixed(0), (serialSeconds / limitSeconds).toFixed(1), '–', '–', '5', '–', '–'],
+          [`unbounded Promise.all (${floodUsers} users measured, extrapolated)`, ((floodSeconds * users) / floodUsers).toFixed(1), (((floodSeconds * users) / floodUsers) / limitSeconds).toFixed(1), `${flood.filter((status) => status === 200).length} / ${floodUsers} ok`, '–', String(floodInFlight), '–', '–']
+        ]
+      },
+      chart: {
+        title: 'Batch: stage utilisation over the run (% of each stage\'s limit, ten slices)',
+        unit: '%',
+        groups: Array.from({ length: slices }, (_, index) => `${index * 10}–${(index + 1) * 10}%`),
+        series: [
+          { name: 'stage 1 (fetching)', values: slice('io') },
+          { name: 'queue', values: slice('queue') },
+          { name: 'stage 2 (merging)', values: slice('cpu') }
+        ]
+      },
+      data: { view, wallSeconds, limitSeconds, samples, rssBefore, peakRss, serialSeconds, floodSeconds, floodUsers, floodInFlight }
+    }
+  } finally {
+    await Promise.all([gateway.stop(), naive.stop()])
+  }
+}
