@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net'
 import { LRUCache } from 'lru-cache'
 import { hashString, seededRandom } from '../src/lib/contract/seeded-random.js'
 import { registry, type UpstreamDeclaration } from '../src/lib/contract/upstreams.js'
-import { BODY_GENERATORS } from './data.js'
+import { BODY_GENERATORS, BODY_SERIALIZERS } from './data.js'
 import { BUILT_IN_DEFAULTS, updateSettings, type MockSettings } from './settings.js'
 
 export interface MockStats {
@@ -25,6 +25,8 @@ export interface MockStats {
 export interface MockUpstream {
   readonly declaration: Pick<UpstreamDeclaration, 'name' | 'path' | 'required'>
   readonly generate: (userId: string, scale: number) => unknown
+  /** The body's JSON text, when there is a faster way to it than JSON.stringify of `generate`'s value. */
+  readonly serialize?: (userId: string, scale: number) => string
 }
 
 /** A built-in upstream, by name: its declaration in the registry and its data in mock-services/data.ts. */
@@ -32,7 +34,7 @@ export function builtInMock (name: string): MockUpstream {
   const declaration = registry.upstreams.find((upstream) => upstream.name === name)
   const generate = BODY_GENERATORS[name]
   if (!declaration || !generate) throw new Error(`no built-in upstream named ${JSON.stringify(name)}`)
-  return { declaration, generate }
+  return { declaration, generate, serialize: BODY_SERIALIZERS[name] }
 }
 
 /** The path template's pattern: `/users/{userId}/orders` matches `/users/<id>/orders`, capturing the id. */
@@ -120,7 +122,7 @@ function readBody (request: IncomingMessage): Promise<string> {
  * `tailLatencyMs` instead of `latencyMs`: a long latency tail, for every user.
  */
 export function createMockService (upstream: string | MockUpstream, defaults: MockSettings = BUILT_IN_DEFAULTS): MockService {
-  const { declaration, generate } = typeof upstream === 'string' ? builtInMock(upstream) : upstream
+  const { declaration, generate, serialize } = typeof upstream === 'string' ? builtInMock(upstream) : upstream
   const { name } = declaration
   const resourcePath = resourcePattern(declaration.path)
   let settings = { ...defaults }
@@ -139,8 +141,9 @@ export function createMockService (upstream: string | MockUpstream, defaults: Mo
     const key = `${settings.payloadScale}|${overflow ? 'overflow|' : ''}${userId}`
     let body = bodies.get(key)
     if (!body) {
-      const data = generate(userId, settings.payloadScale)
-      body = Buffer.from(JSON.stringify(overflow ? overflowingBody(data) : data))
+      body = Buffer.from(overflow || !serialize
+        ? JSON.stringify(overflow ? overflowingBody(generate(userId, settings.payloadScale)) : generate(userId, settings.payloadScale))
+        : serialize(userId, settings.payloadScale))
       bodies.set(key, body)
     }
     return body

@@ -10,7 +10,7 @@ const encode = (value: unknown) => new TextEncoder().encode(JSON.stringify(value
 const userId = 'bench-user-0'
 const bodies = { profile: profileFor(userId), orders: ordersFor(userId, 1), recommendations: recommendationsFor(userId, 1), inventory: inventoryFor(userId, 1), loyalty: loyaltyFor(userId, 1) }
 const sections = mergeSections(userId, Object.fromEntries(UPSTREAM_NAMES.map((name) => [name, encode(bodies[name])])))
-const upstreams = Object.fromEntries(UPSTREAM_NAMES.map((name) => [name, { status: 'ok', latencyMs: 0, fallback: 'none' }]))
+const upstreams = Object.fromEntries(UPSTREAM_NAMES.map((name) => [name, { status: 'ok', latencyMs: 0, attempts: 1, fallback: 'none' }]))
 const body = { userId, ...sections, meta: { complete: true, durationMs: 0, upstreams } }
 
 const fastify = Fastify({ logger: false, keepAliveTimeout: 72_000 })

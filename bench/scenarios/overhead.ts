@@ -26,7 +26,9 @@ export async function overhead (context: BenchContext): Promise<ScenarioResult> 
       return { ...result, cores, perCore: cores ? result.acceptedThroughput / cores : null }
     }
     const directPaths = Array.from({ length: 200 }, (_, index) => `/users/bench-user-${index}/recommendations`)
-    await Promise.all([latencyOf(gateway, paths)(), latencyOf(bare, paths)()])
+    const warmUps = await Promise.all([latencyOf(gateway, paths)(), latencyOf(bare, paths)()])
+    // A baseline that answers errors measures nothing (the bare route once failed its own response schema).
+    for (const [index, warmUp] of warmUps.entries()) if (warmUp.acceptedThroughput === 0) throw new Error(`${index === 0 ? 'the gateway' : 'the bare route'} answered no 200 while warming up: ${JSON.stringify(warmUp.byStatus)}`)
 
     const latency = await alternate(context.rounds, [
       { name: 'gateway', measure: latencyOf(gateway, paths) },

@@ -18,17 +18,23 @@ function verdictOf (error: unknown, elapsedMs: number, slowCallMs: number, probe
   }
 }
 
-/** While the circuit is open, the call is not made: it fails at once as `circuit-open`, saying when to try again. */
+/**
+ * While the circuit is open, the call is not made: it fails at once as `circuit-open`, saying when to try again. A
+ * batch call's duration is not judged: a batch keeps its lane full on purpose, so its calls wait on this process (its
+ * event loop, its merges) as much as on the upstream, and a breaker that read that as a slow upstream would stop the
+ * batch for its own load. Its failures and timeouts count as any other call's.
+ */
 export function circuitBreakerStep (upstream: string, breaker: CircuitBreaker, slowCallMs: number): CallStep {
   return (next) => async (call) => {
     const permit = breaker.acquire()
     if ('retryAfterMs' in permit) throw new UpstreamCallError(upstream, 'circuit-open', { retryAfterMs: permit.retryAfterMs })
+    const judgeSlowness = call.lane !== 'batch'
     try {
       const body = await next(call)
-      breaker.release(permit, 'success')
+      breaker.release(permit, 'success', judgeSlowness)
       return body
     } catch (error) {
-      breaker.release(permit, verdictOf(error, performance.now() - permit.startedAt, slowCallMs, permit.probe))
+      breaker.release(permit, verdictOf(error, performance.now() - permit.startedAt, slowCallMs, permit.probe), judgeSlowness)
       throw error
     }
   }

@@ -26,7 +26,7 @@ export interface TwoStageStats {
 }
 
 // How long stage 1 takes to open all its slots.
-const RAMP_MS = 500
+const RAMP_MS = 2000
 
 export function createTwoStagePipeline<Item, Fetched, Result> (options: TwoStageOptions<Item, Fetched, Result>) {
   const { items, io, cpu, onResult, ioConcurrency, queueSize, cpuConcurrency, signal } = options

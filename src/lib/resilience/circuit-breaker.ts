@@ -136,10 +136,10 @@ export function createCircuitBreaker (options: CircuitBreakerOptions, onTransiti
       return { retryAfterMs: Math.max(1, stateNow === 'open' ? openUntil - at : slowCallMs) }
     },
 
-    /** Records how a permitted call ended. */
-    release (permit: CircuitPermit, verdict: CallVerdict) {
+    /** Records how a permitted call ended; `judgeSlowness` false: its duration says nothing about the upstream. */
+    release (permit: CircuitPermit, verdict: CallVerdict, judgeSlowness = true) {
       const at = now()
-      const isSlow = at - permit.startedAt >= slowCallMs
+      const isSlow = judgeSlowness && at - permit.startedAt >= slowCallMs
       if (permit.probe) {
         // A probe from a half-open period that has since ended (it reopened) tells nothing more.
         if (state !== 'half-open') return

@@ -11,11 +11,11 @@ function breakerAt (options: Partial<CircuitBreakerOptions> = {}) {
   const transitions: CircuitTransition[] = []
   const breaker = createCircuitBreaker({ ...OPTIONS, ...options, now: () => clock.now }, (transition) => transitions.push(transition))
   /** One call that takes `ms` and ends with `verdict`. */
-  const call = (verdict: 'success' | 'failure' | 'ignored', ms = 10) => {
+  const call = (verdict: 'success' | 'failure' | 'ignored', ms = 10, judgeSlowness = true) => {
     const permit = breaker.acquire()
     if ('retryAfterMs' in permit) return permit
     clock.now += ms
-    breaker.release(permit, verdict)
+    breaker.release(permit, verdict, judgeSlowness)
     return permit
   }
   return { breaker, clock, transitions, call }
@@ -52,6 +52,14 @@ describe('the circuit breaker', () => {
     call('success', 150)
     expect(breaker.state()).toBe('open')
     expect(transitions[0]!.reason).toBe('slow-call rate 80% over the last 5 calls (slow: ≥ 100 ms)')
+  })
+
+  it('never opens on the duration of calls whose slowness is not judged (a batch\'s), but on their failures', () => {
+    const { breaker, call } = breakerAt()
+    for (let index = 0; index < 10; index++) call('success', 500, false)
+    expect(breaker.stats()).toMatchObject({ state: 'closed', bufferedCalls: 10, slowCallRate: 0 })
+    for (let index = 0; index < 10; index++) call('failure', 500, false)
+    expect(breaker.state()).toBe('open')
   })
 
   it('does not count ignored calls (cancelled, refused by us) either way', () => {
