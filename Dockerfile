@@ -39,3 +39,13 @@ HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=3 \
   CMD ["node", "-e", "fetch(`http://127.0.0.1:${process.env.PORT}/health`).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 # Exec form, never `npm start`: npm does not forward SIGTERM, and the graceful shutdown depends on receiving it.
 CMD ["node", "dist/src/server.js"]
+
+# --- redis: Debian's redis-server on the same base, for the compose profile "distributed" (there is no Docker Hub here
+# to pull redis from). In memory only: batches are working state, kept for BATCH_RETAIN_MS at most.
+FROM ${NODE_IMAGE} AS redis
+RUN apt-get update -qq \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null \
+ && rm -rf /var/lib/apt/lists/*
+USER redis
+EXPOSE 6379
+CMD ["redis-server", "--bind", "0.0.0.0", "--protected-mode", "no", "--save", "", "--appendonly", "no"]

@@ -100,6 +100,15 @@ export interface Config {
     readonly maxRetained: number
     readonly resultsDirectory: string
     readonly maxResultBytes: number
+    /** Set with BATCH_REDIS_URL: batches live in Redis as BullMQ jobs, shared by every process. */
+    readonly distributed: {
+      readonly redisUrl: string
+      readonly globalIoConcurrency: number
+      readonly itemsPerJob: number
+      readonly gatewayTakesItems: boolean
+      readonly lockDurationMs: number
+      readonly stalledIntervalMs: number
+    } | undefined
   }
   readonly shutdownTimeoutMs: number
 }
@@ -183,7 +192,7 @@ export function configSchema (registry: UpstreamRegistry = builtInRegistry): Rec
     DASHBOARD_MAX_CLIENTS: { type: 'integer', minimum: 1, maximum: 1000, default: 10, description: 'Dashboards connected at once; more get 503.' },
     DASHBOARD_STREAM_MAX_SECONDS: { type: 'integer', minimum: 1, maximum: 86_400, default: 300, description: 'A dashboard stream is closed after this long (the page reconnects), and at once if its client stops reading.' },
     BATCH_MAX_USERS: { type: 'integer', minimum: 1, maximum: 1_000_000, default: 100_000, description: 'Most user ids in one batch; a bigger one is refused with 400.' },
-    BATCH_IO_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 10_000, default: 50, description: 'Stage 1: batch items fetching at once, so at most this many batch calls in flight per upstream (beside the interactive ones).' },
+    BATCH_IO_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 10_000, default: 50, description: 'Stage 1: batch items fetching at once in this process, so at most this many batch calls in flight per upstream (beside the interactive ones).' },
     BATCH_QUEUE_SIZE: { type: 'integer', minimum: 1, maximum: 100_000, default: 100, description: 'Fetched items waiting for a merge; a full queue pauses stage 1.' },
     BATCH_CPU_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 256, description: 'Stage 2: merges of one batch running at once on the worker pool (default: MERGE_POOL_THREADS); interactive merges queue behind at most this many.' },
     BATCH_ITEM_TIMEOUT_MS: { type: 'integer', minimum: 1, maximum: 60_000, default: 200, description: 'Timeout of each try of a batch item\'s upstream call.' },
@@ -194,6 +203,12 @@ export function configSchema (registry: UpstreamRegistry = builtInRegistry): Rec
     BATCH_MAX_RETAINED: { type: 'integer', minimum: 1, maximum: 100_000, default: 100, description: 'Most batches kept; the oldest finished one is forgotten first, and a new batch is refused with 503 when all are running or queued.' },
     BATCH_RESULTS_DIRECTORY: { type: 'string', description: 'Where results are written as they complete, one NDJSON file per batch, read back by GET /batches/:id/results (default: a directory under the OS temp dir).' },
     BATCH_MAX_RESULT_BYTES: { type: 'integer', minimum: 1024 * 1024, maximum: 1024 * 1024 * MiB, default: 2048 * MiB, description: 'Disk the results of all kept batches may use; beyond it new batches are refused with 503 and a running one fails.' },
+    BATCH_REDIS_URL: { type: 'string', pattern: '^rediss?://', description: 'Redis that batches live on, as BullMQ jobs shared by every gateway and `npm run worker` process (unset: batches run in this process, nothing else needed).' },
+    BATCH_GLOBAL_IO_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 10_000, description: 'With BATCH_REDIS_URL: batch items fetching at once across every process (BullMQ global concurrency), so at most this many batch calls in flight per upstream however many processes take items (default: BATCH_IO_CONCURRENCY).' },
+    BATCH_ITEMS_PER_JOB: { type: 'integer', minimum: 1, maximum: 1000, default: 10, description: 'With BATCH_REDIS_URL: most items in one BullMQ job, fetched one after another by the process that takes it (fewer in a small batch, so every slot gets work): the queue\'s cost is paid per job, not per item.' },
+    BATCH_GATEWAY_TAKES_ITEMS: { type: 'boolean', default: true, description: 'With BATCH_REDIS_URL: this gateway takes batch items too, beside the batch-worker processes (false: it only accepts and serves batches).' },
+    BATCH_LOCK_DURATION_MS: { type: 'integer', minimum: 1000, maximum: 600_000, default: 30_000, description: 'With BATCH_REDIS_URL: a process renews the lock on each item job it holds; one that stops (killed, frozen) loses its jobs to the others once this passes.' },
+    BATCH_STALLED_INTERVAL_MS: { type: 'integer', minimum: 500, maximum: 600_000, default: 30_000, description: 'With BATCH_REDIS_URL: how often each process looks for item jobs whose lock lapsed and queues them again; a dead process\'s items resume within BATCH_LOCK_DURATION_MS + this.' },
     SHUTDOWN_TIMEOUT_MS: { type: 'integer', minimum: 0, maximum: 600_000, default: 10_000, description: 'How long SIGTERM waits for in-flight requests before the process exits anyway.' }
   } satisfies Record<string, VariableSchema>)
   return schema
@@ -245,7 +260,8 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env, registry: Upst
 
   let values: Record<string, unknown> = {}
   try {
-    values = envSchema({ data, dotenv: false, schema: { type: 'object', properties: schema } })
+    // env: false — env-schema would otherwise merge process.env over `data` again, empty values and all.
+    values = envSchema({ data, env: false, dotenv: false, schema: { type: 'object', properties: schema } })
   } catch (error) {
     const details = (error as { errors?: Array<{ instancePath: string, message?: string, params?: { allowedValues?: unknown[] } }> }).errors ?? []
     for (const detail of details) {
@@ -287,6 +303,11 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env, registry: Upst
   }
   if (number('ADMISSION_MIN_LIMIT') > number('ADMISSION_MAX_LIMIT')) {
     problems.push(`ADMISSION_MIN_LIMIT (${number('ADMISSION_MIN_LIMIT')}) must not exceed ADMISSION_MAX_LIMIT (${number('ADMISSION_MAX_LIMIT')})`)
+  }
+  if (values.BATCH_REDIS_URL === undefined) {
+    for (const key of ['BATCH_GLOBAL_IO_CONCURRENCY', 'BATCH_ITEMS_PER_JOB', 'BATCH_GATEWAY_TAKES_ITEMS', 'BATCH_LOCK_DURATION_MS', 'BATCH_STALLED_INTERVAL_MS']) {
+      if (key in data) problems.push(`${key} applies only with BATCH_REDIS_URL, which is not set`)
+    }
   }
   if (problems.length > 0) throw new ConfigError(problems)
 
@@ -352,7 +373,17 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env, registry: Upst
       retainMs: number('BATCH_RETAIN_MS'),
       maxRetained: number('BATCH_MAX_RETAINED'),
       resultsDirectory: (values.BATCH_RESULTS_DIRECTORY as string | undefined) ?? join(tmpdir(), `http-aggregator-batches-${process.pid}`),
-      maxResultBytes: number('BATCH_MAX_RESULT_BYTES')
+      maxResultBytes: number('BATCH_MAX_RESULT_BYTES'),
+      distributed: values.BATCH_REDIS_URL === undefined
+        ? undefined
+        : Object.freeze({
+          redisUrl: values.BATCH_REDIS_URL as string,
+          globalIoConcurrency: (values.BATCH_GLOBAL_IO_CONCURRENCY as number | undefined) ?? number('BATCH_IO_CONCURRENCY'),
+          itemsPerJob: number('BATCH_ITEMS_PER_JOB'),
+          gatewayTakesItems: values.BATCH_GATEWAY_TAKES_ITEMS as boolean,
+          lockDurationMs: number('BATCH_LOCK_DURATION_MS'),
+          stalledIntervalMs: number('BATCH_STALLED_INTERVAL_MS')
+        })
     }),
     shutdownTimeoutMs: number('SHUTDOWN_TIMEOUT_MS')
   })

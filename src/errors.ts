@@ -17,6 +17,7 @@ export const MergeQueueFullError = createError('AGG_ERR_MERGE_QUEUE_FULL', 'The 
 export const MergeQueueTimeoutError = createError('AGG_ERR_MERGE_QUEUE_TIMEOUT', 'The merge could not start before the deadline; retry later', 503)
 export const OverloadedError = createError('AGG_ERR_OVERLOADED', 'The gateway is under pressure; retry later', 503)
 export const BatchNotFoundError = createError<[string]>('AGG_ERR_BATCH_NOT_FOUND', 'Batch %s was not found (finished batches are kept for BATCH_RETAIN_MS)', 404)
+export const BatchStoreUnavailableError = createError<[string]>('AGG_ERR_BATCH_STORE_UNAVAILABLE', 'The batch store (Redis, BATCH_REDIS_URL) could not be reached: %s; retry later', 503)
 export const RouteNotFoundError = createError<[string, string]>('AGG_ERR_ROUTE_NOT_FOUND', 'Route %s %s not found', 404)
 
 /** How one upstream call can fail, as `meta.upstreams.<name>.status` reports it. `cancelled`: the request went away. */

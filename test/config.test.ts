@@ -44,9 +44,29 @@ describe('configuration', () => {
     [{ UPSTREAM_ORDER_TIMEOUT_MS: '100' }, 'UPSTREAM_ORDER_TIMEOUT_MS is not a setting this service knows'],
     [{ UPSTREAM_ORDERS_TIMEOUT_MS: '500' }, 'UPSTREAM_ORDERS_TIMEOUT_MS (500) must not exceed AGGREGATE_DEADLINE_MS (300)'],
     [{ AGGREGATE_MERGE_RESERVE_MS: '300' }, 'AGGREGATE_MERGE_RESERVE_MS (300) must be less than AGGREGATE_DEADLINE_MS (300)'],
-    [{ LOAD_SHEDDING_MAX_EVENT_LOOP_UTILIZATION: '1.5' }, 'LOAD_SHEDDING_MAX_EVENT_LOOP_UTILIZATION must be <= 1']
+    [{ LOAD_SHEDDING_MAX_EVENT_LOOP_UTILIZATION: '1.5' }, 'LOAD_SHEDDING_MAX_EVENT_LOOP_UTILIZATION must be <= 1'],
+    [{ BATCH_REDIS_URL: 'localhost:6379' }, 'BATCH_REDIS_URL must match pattern'],
+    [{ BATCH_GLOBAL_IO_CONCURRENCY: '20' }, 'BATCH_GLOBAL_IO_CONCURRENCY applies only with BATCH_REDIS_URL, which is not set']
   ])('rejects %o naming the variable', (env, message) => {
     expect(problemsOf(env)).toContain(message)
+  })
+
+  it('runs batches in process unless BATCH_REDIS_URL is set; across processes, the global limit defaults to the per-process one', () => {
+    expect(loadConfig({}).batch.distributed).toBeUndefined()
+    expect(loadConfig({ BATCH_REDIS_URL: 'redis://redis:6379', BATCH_IO_CONCURRENCY: '25' }).batch.distributed).toEqual({
+      redisUrl: 'redis://redis:6379', globalIoConcurrency: 25, itemsPerJob: 10, gatewayTakesItems: true, lockDurationMs: 30_000, stalledIntervalMs: 30_000
+    })
+  })
+
+  it('reads only the environment it is given, where an empty variable counts as unset (compose turns an unset one into an empty string)', () => {
+    const before = process.env.BATCH_REDIS_URL
+    process.env.BATCH_REDIS_URL = 'not a url'
+    try {
+      expect(loadConfig({ BATCH_REDIS_URL: '', PORT: '' })).toMatchObject({ port: 3000, batch: { distributed: undefined } })
+    } finally {
+      if (before === undefined) delete process.env.BATCH_REDIS_URL
+      else process.env.BATCH_REDIS_URL = before
+    }
   })
 
   it('reports every bad variable at once', () => {

@@ -1,5 +1,8 @@
 import fp from 'fastify-plugin'
-import { createBatches, type Batches } from '../lib/batch/batches.js'
+import type { Batches } from '../lib/batch/batch-contract.js'
+import { createBatchItemWorker } from '../lib/batch/batch-item-worker.js'
+import { createBatches } from '../lib/batch/batches.js'
+import { createDistributedBatches } from '../lib/batch/distributed-batches.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -7,9 +10,28 @@ declare module 'fastify' {
   }
 }
 
-/** Batches of aggregates on the aggregator's own stages; cancelled, with their result files removed, on close. */
+/**
+ * Batches of aggregates. In this process on the aggregator's own stages (cancelled, with their result files removed,
+ * on close); or, with BATCH_REDIS_URL, in Redis as BullMQ jobs shared by every gateway and batch-worker process, this
+ * gateway taking items too unless BATCH_GATEWAY_TAKES_ITEMS=false (on close it finishes the items it holds and leaves
+ * the batches to the others).
+ */
 export default fp(async function batches (fastify) {
-  const batches = createBatches(fastify.aggregator, fastify.config.batch)
+  const { batch } = fastify.config
+  const { distributed } = batch
+  if (!distributed) {
+    const batches = createBatches(fastify.aggregator, batch)
+    fastify.decorate('batches', batches)
+    fastify.addHook('preClose', async () => { await batches.close() })
+    return
+  }
+  const batches = createDistributedBatches({ ...batch, ...distributed, logger: fastify.log })
+  const worker = distributed.gatewayTakesItems
+    ? createBatchItemWorker({ ...batch, ...distributed, aggregator: fastify.aggregator, logger: fastify.log })
+    : undefined
   fastify.decorate('batches', batches)
-  fastify.addHook('preClose', async () => { await batches.close() })
+  fastify.addHook('preClose', async () => {
+    await worker?.close()
+    await batches.close()
+  })
 }, { name: 'batches', dependencies: ['aggregate'] })

@@ -2,7 +2,7 @@ import { Readable } from 'node:stream'
 import type { FastifyPluginAsync } from 'fastify'
 import Type, { type Static } from 'typebox'
 import { BatchNotFoundError } from '../errors.js'
-import { BATCH_STATUSES, type BatchView } from '../lib/batch/batches.js'
+import { BATCH_STATUSES, isFinished, type BatchView } from '../lib/batch/batch-contract.js'
 import { USER_ID_PATTERN } from '../lib/contract/response.js'
 
 const BatchParams = Type.Object({ id: Type.String({ format: 'uuid', description: 'The id POST /batches answered with.' }) }, { additionalProperties: false })
@@ -39,8 +39,8 @@ const batchRoutes: FastifyPluginAsync = async (fastify) => {
   const { maxUsers } = fastify.config.batch
   fastify.addSchema(Batch)
   const errors = { '4xx': { $ref: 'ErrorBody#' }, '5xx': { $ref: 'ErrorBody#' } }
-  const found = (id: string): BatchView => {
-    const view = batches.get(id)
+  const found = async (id: string): Promise<BatchView> => {
+    const view = await batches.get(id)
     if (!view) throw new BatchNotFoundError(id)
     return view
   }
@@ -60,19 +60,19 @@ const batchRoutes: FastifyPluginAsync = async (fastify) => {
 
   fastify.get<{ Params: BatchParamsType }>('/batches/:id', {
     schema: { summary: 'A batch\'s progress', params: BatchParams, response: { 200: { $ref: 'Batch#' }, ...errors } }
-  }, async (request) => found(request.params.id))
+  }, async (request) => await found(request.params.id))
 
   fastify.delete<{ Params: BatchParamsType }>('/batches/:id', {
     schema: { summary: 'Cancel a batch', params: BatchParams, response: { 200: { $ref: 'Batch#' }, ...errors } }
   }, async (request) => {
-    found(request.params.id)
+    await found(request.params.id)
     return await batches.cancel(request.params.id)
   })
 
   fastify.get<{ Params: BatchParamsType }>('/batches/:id/results', {
     schema: { summary: 'A batch\'s results, one NDJSON line per item as it completes (the aggregate body, or the error)', params: BatchParams }
   }, async (request, reply) => {
-    found(request.params.id)
+    await found(request.params.id)
     reply.type('application/x-ndjson')
     // Pulled as the client reads: a slow reader pauses this stream, the batch goes on writing to disk.
     return Readable.from(batches.results(request.params.id, request.signal), { objectMode: false })
@@ -81,19 +81,25 @@ const batchRoutes: FastifyPluginAsync = async (fastify) => {
   fastify.get<{ Params: BatchParamsType }>('/batches/:id/events', {
     schema: { summary: 'A batch\'s progress as server-sent events, until it ends', params: BatchParams }
   }, async (request, reply) => {
-    found(request.params.id)
+    await found(request.params.id)
     reply.hijack()
     const raw = reply.raw
     raw.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' })
-    const stop = batches.follow(request.params.id, (view) => {
-      raw.write(`event: progress\ndata: ${JSON.stringify(view)}\n\n`)
-      if (view.status !== 'queued' && view.status !== 'running') setImmediate(end)
-    })
-    function end () {
-      stop?.()
+    let ended = false
+    const end = () => {
+      ended = true
       if (!raw.writableEnded) raw.end()
     }
     request.raw.on('close', end)
+    const stop = await batches.follow(request.params.id, (view) => {
+      if (ended) return
+      raw.write(`event: progress\ndata: ${JSON.stringify(view)}\n\n`)
+      if (isFinished(view.status)) setImmediate(end)
+    })
+    if (!stop) return end()
+    // The response closes when the batch ends or the client goes; either may have happened while follow() resolved.
+    if (ended) stop()
+    else raw.on('close', stop)
   })
 }
 

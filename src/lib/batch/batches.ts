@@ -2,12 +2,9 @@ import { randomUUID } from 'node:crypto'
 import { setMaxListeners } from 'node:events'
 import { mkdir, open, rm, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { AggregateFailure, Aggregator, FetchedItem } from '../aggregate/aggregator.js'
-import type { AggregateBody } from '../contract/response.js'
+import type { Aggregator, FetchedItem } from '../aggregate/aggregator.js'
+import { BatchRefusedError, isFinished, mergeToResultLine, wasRetried, type Batches, type BatchResultLine, type BatchStatus, type BatchView, type StageSample } from './batch-contract.js'
 import { createTwoStagePipeline, type TwoStageStats } from './two-stage-pipeline.js'
-
-export const BATCH_STATUSES = ['queued', 'running', 'completed', 'cancelled', 'deadline-exceeded', 'failed'] as const
-export type BatchStatus = typeof BATCH_STATUSES[number]
 
 export interface BatchSettings {
   ioConcurrency: number
@@ -23,43 +20,8 @@ export interface BatchSettings {
   maxResultBytes: number
 }
 
-/** One line of a batch's results: the aggregate body, or the error it failed with. */
-export type BatchResultLine =
-  | { index: number, userId: string, status: 'ok' | 'partial', body: AggregateBody }
-  | { index: number, userId: string, status: 'failed', error: { statusCode: number, code: string, message: string } }
-
-export interface BatchView {
-  id: string
-  status: BatchStatus
-  total: number
-  done: number
-  ok: number
-  partial: number
-  failed: number
-  /** Items with at least one retried upstream call. */
-  retried: number
-  durationMs: number | null
-  /** Why it ended as it did, when not `completed`. */
-  reason?: string
-  stages: { io: { inFlight: number, limit: number }, queue: { size: number, limit: number }, cpu: { busy: number, threads: number } }
-}
-
-/** Stage utilisation, sampled twice a second while a batch runs, for the dashboard's chart. */
-export interface StageSample { at: number, io: number, queue: number, cpu: number, itemsPerSecond: number }
-
-export class BatchRefusedError extends Error {
-  readonly code = 'AGG_ERR_BATCHES_FULL'
-  readonly statusCode = 503
-  constructor (message: string) {
-    super(message)
-    this.name = 'BatchRefusedError'
-  }
-}
-
 const SAMPLE_MS = 500
 const MAX_SAMPLES = 1200
-// A batch item's merge waits for a thread behind at most BATCH_CPU_CONCURRENCY others: a roomy budget.
-const MERGE_BUDGET_MS = 10_000
 
 interface Batch {
   readonly id: string
@@ -79,15 +41,13 @@ interface Batch {
   readonly listeners: Set<() => void>
 }
 
-const finished = (status: BatchStatus) => status !== 'queued' && status !== 'running'
-
 /**
  * Batches of aggregates: each runs the two-stage pipeline (stage 1 the fan-out, stage 2 the merge) and writes its
  * results to disk as NDJSON as they complete, so memory stays flat however many there are and a slow reader costs
  * disk, not heap. At most `maxRunning` run at once (the rest wait as `queued`); finished ones are kept for `retainMs`,
  * at most `maxRetained` of them and `maxResultBytes` of results, then forgotten with their file.
  */
-export function createBatches (aggregator: Pick<Aggregator, 'fetchItem' | 'mergeItem'>, settings: BatchSettings) {
+export function createBatches (aggregator: Pick<Aggregator, 'fetchItem' | 'mergeItem'>, settings: BatchSettings): Batches {
   const batches = new Map<string, Batch>()
   let resultBytes = 0
   const ready = mkdir(settings.resultsDirectory, { recursive: true })
@@ -116,7 +76,7 @@ export function createBatches (aggregator: Pick<Aggregator, 'fetchItem' | 'merge
   /** Forgets finished batches past their time, and the oldest finished ones beyond the count. */
   async function prune () {
     const now = performance.now()
-    const ended = [...batches.values()].filter((batch) => finished(batch.status)).sort((left, right) => left.endedAt! - right.endedAt!)
+    const ended = [...batches.values()].filter((batch) => isFinished(batch.status)).sort((left, right) => left.endedAt! - right.endedAt!)
     let excess = batches.size - settings.maxRetained
     for (const batch of ended) {
       if (now - batch.endedAt! < settings.retainMs && excess <= 0) continue
@@ -166,7 +126,7 @@ export function createBatches (aggregator: Pick<Aggregator, 'fetchItem' | 'merge
         cpuConcurrency: settings.cpuConcurrency,
         signal,
         io: (userId, index, itemSignal) => aggregator.fetchItem(userId, { signal: itemSignal, requestId: `${batch.id}:${index}`, perTryTimeoutMs: settings.itemTimeoutMs, retries: settings.retries }),
-        cpu: (fetched, index, itemSignal) => mergeItem(fetched, index, itemSignal),
+        cpu: (fetched, index, itemSignal) => mergeToResultLine(aggregator, fetched, index, itemSignal),
         onResult: async (line) => {
           const bytes = Buffer.from(`${JSON.stringify(line)}\n`)
           if (resultBytes + bytes.length > settings.maxResultBytes) throw new BatchRefusedError(`results would exceed BATCH_MAX_RESULT_BYTES (${settings.maxResultBytes})`)
@@ -199,26 +159,14 @@ export function createBatches (aggregator: Pick<Aggregator, 'fetchItem' | 'merge
     }
   }
 
-  async function mergeItem (fetched: FetchedItem, index: number, signal: AbortSignal): Promise<BatchResultLine> {
-    const { userId } = fetched
-    try {
-      const body = await aggregator.mergeItem(fetched, { signal, budgetMs: MERGE_BUDGET_MS })
-      return { index, userId, status: body.meta.complete ? 'ok' : 'partial', body }
-    } catch (error) {
-      const failure = error as AggregateFailure
-      return { index, userId, status: 'failed', error: { statusCode: failure.statusCode ?? 500, code: failure.code ?? 'AGG_ERR_INTERNAL', message: failure.message } }
-    }
-  }
-
   function count (batch: Batch, line: BatchResultLine) {
     batch.counts.done++
     batch.counts[line.status]++
-    const reports = line.status === 'failed' ? undefined : line.body.meta.upstreams
-    if (reports && Object.values(reports).some((report) => report.attempts > 1)) batch.counts.retried++
+    if (wasRetried(line)) batch.counts.retried++
   }
 
   return {
-    /** Queues a batch of user ids; refused when every kept batch is still running or queued, or results are full. */
+    // Refused when every kept batch is still running or queued, or results are full.
     async create (userIds: readonly string[]): Promise<BatchView> {
       await prune()
       if (batches.size >= settings.maxRetained) throw new BatchRefusedError(`${batches.size} batches are running or queued (BATCH_MAX_RETAINED); retry later`)
@@ -241,15 +189,12 @@ export function createBatches (aggregator: Pick<Aggregator, 'fetchItem' | 'merge
       return view(batch)
     },
 
-    get: (id: string): BatchView | undefined => {
+    get: async (id: string): Promise<BatchView | undefined> => {
       const batch = batches.get(id)
       return batch && view(batch)
     },
 
-    /**
-     * Cancels a queued or running batch: calls in flight are aborted, queued items dropped, running merges not waited
-     * for. Resolves with its view once it has ended (at most a second later).
-     */
+    // Resolves once the batch has ended, at most a second later.
     async cancel (id: string): Promise<BatchView | undefined> {
       const batch = batches.get(id)
       if (!batch) return undefined
@@ -261,7 +206,7 @@ export function createBatches (aggregator: Pick<Aggregator, 'fetchItem' | 'merge
         const ended = new Promise<void>((resolve) => {
           const timer = setTimeout(done, 1000)
           function done () { clearTimeout(timer); batch!.listeners.delete(check); resolve() }
-          function check () { if (finished(batch!.status)) done() }
+          function check () { if (isFinished(batch!.status)) done() }
           batch.listeners.add(check)
         })
         batch.controller.abort(new DOMException('the batch was cancelled', 'AbortError'))
@@ -270,18 +215,14 @@ export function createBatches (aggregator: Pick<Aggregator, 'fetchItem' | 'merge
       return view(batch)
     },
 
-    /**
-     * The batch's results as NDJSON chunks, from the first line, following the file while the batch runs: the caller
-     * reads at its own pace (a slow reader pauses this loop, not the batch). Ends when the batch has ended and every
-     * line is read, or `signal` aborts.
-     */
+    // Follows the result file while the batch runs.
     async * results (id: string, signal: AbortSignal): AsyncGenerator<Buffer> {
       const batch = batches.get(id)
       if (!batch) return
       let position = 0
       const chunk = Buffer.alloc(64 * 1024)
       while (!signal.aborted) {
-        const ended = finished(batch.status)
+        const ended = isFinished(batch.status)
         if (position < batch.bytes) {
           let file: FileHandle
           try {
@@ -310,14 +251,13 @@ export function createBatches (aggregator: Pick<Aggregator, 'fetchItem' | 'merge
       }
     },
 
-    /** Calls `listener` with the batch's view on every change (at most twice a second while it runs) until it ends. */
-    follow (id: string, listener: (view: BatchView) => void): (() => void) | undefined {
+    async follow (id: string, listener: (view: BatchView) => void): Promise<(() => void) | undefined> {
       const batch = batches.get(id)
       if (!batch) return undefined
       let last = 0
       const onChange = () => {
         const now = performance.now()
-        if (!finished(batch.status) && now - last < SAMPLE_MS) return
+        if (!isFinished(batch.status) && now - last < SAMPLE_MS) return
         last = now
         listener(view(batch))
       }
@@ -326,15 +266,12 @@ export function createBatches (aggregator: Pick<Aggregator, 'fetchItem' | 'merge
       return () => { batch.listeners.delete(onChange) }
     },
 
-    /** Running and recently finished batches, with their stage samples, for metrics and the dashboard. */
-    list: () => [...batches.values()].map((batch) => ({ ...view(batch), samples: batch.samples })),
+    list: async () => [...batches.values()].map((batch) => ({ ...view(batch), samples: batch.samples })),
 
-    /** Cancels every batch and deletes every result file. */
+    // In process, batches end with the process: every one is cancelled and every result file deleted.
     async close () {
-      for (const batch of batches.values()) if (!finished(batch.status)) batch.controller.abort(new DOMException('the gateway is shutting down', 'AbortError'))
+      for (const batch of batches.values()) if (!isFinished(batch.status)) batch.controller.abort(new DOMException('the gateway is shutting down', 'AbortError'))
       await rm(settings.resultsDirectory, { recursive: true, force: true })
     }
   }
 }
-
-export type Batches = ReturnType<typeof createBatches>

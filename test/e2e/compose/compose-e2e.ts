@@ -7,9 +7,9 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 
 // End-to-end test of the compose stack, for real: build the image, check what it holds, start gateway + five mocks,
-// exercise the gateway through its published port, stop it with SIGTERM while a request is in flight, and check it
-// drained and exited 0. Works with `docker compose` (v2) and `docker-compose` (v1.29). Tears everything down, images
-// included, even when a step fails.
+// exercise the gateway through its published port, run a batch on Redis and two batch workers (profile distributed),
+// stop the gateway with SIGTERM while a request is in flight, and check it drained and exited 0. Works with
+// `docker compose` (v2) and `docker-compose` (v1.29). Tears everything down, images included, even when a step fails.
 // Run: npm run test:compose. The gateway and its metrics are published on free ports of 127.0.0.1 unless
 // GATEWAY_PUBLISH / GATEWAY_OBSERVABILITY_PUBLISH say otherwise (e.g. GATEWAY_PUBLISH=127.0.0.1:3000).
 
@@ -52,9 +52,9 @@ function composeCommand (): string[] {
 const [composeBinary, ...composePrefix] = composeCommand()
 const files = ['-f', 'docker-compose.yml']
 
-function compose (args: string[], { files: extraFiles = [] as string[], check = true, quiet = false } = {}): SpawnSyncReturns<string> {
+function compose (args: string[], { files: extraFiles = [] as string[], check = true, quiet = false, variables = {} as Record<string, string> } = {}): SpawnSyncReturns<string> {
   const result = spawnSync(composeBinary!, [...composePrefix, '-p', project, ...files, ...extraFiles, ...args], {
-    cwd: root, env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 600_000
+    cwd: root, env: { ...env, ...variables }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 600_000
   })
   if (!quiet && result.stdout) process.stdout.write(result.stdout)
   if (check && result.status !== 0) throw new Error(`compose ${args.join(' ')} failed (${result.status}):\n${result.stderr}`)
@@ -231,6 +231,8 @@ async function main () {
   assert.match(load.stdout + load.stderr, /requests in/)
   ok('the loadtest profile runs autocannon against the gateway inside the network')
 
+  await checkDistributedBatches()
+
   // Drain: recreate the gateway with long budgets so a request is surely in flight when SIGTERM arrives.
   const drain = ['-f', 'test/e2e/compose/docker-compose.drain.yml']
   compose(['up', '-d', '--no-deps', 'gateway'], { files: drain })
@@ -254,9 +256,43 @@ async function main () {
   ok('SIGTERM (docker compose stop/down) lets the in-flight request finish with 200, and the gateway exits 0')
 }
 
+/**
+ * The profile "distributed": Redis built from Debian's package, two batch workers (--scale), and the gateway pointed at
+ * them and taking no items itself, so every item of the batch runs in a worker container.
+ */
+async function checkDistributedBatches () {
+  const startedAt = Date.now()
+  const variables = { BATCH_REDIS_URL: 'redis://redis:6379', BATCH_GATEWAY_TAKES_ITEMS: 'false' }
+  compose(['--profile', 'distributed', 'up', '-d', '--build', '--scale', 'batch-worker=2'], { variables, quiet: true })
+  findPublishedPorts()
+  await waitForReady(120_000)
+  const workers = compose(['--profile', 'distributed', 'ps', '-q', 'batch-worker'], { quiet: true }).stdout.trim().split('\n').filter((line) => line !== '')
+  assert.equal(workers.length, 2, `batch-worker containers: ${workers.length}`)
+  assert.equal(compose(['port', 'redis', '6379'], { check: false, quiet: true }).stdout.trim(), '', 'Redis is published on the host')
+
+  const userIds = Array.from({ length: 300 }, (_, index) => `compose-user-${index}`)
+  const created = await fetch(`${gateway}/batches`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ userIds }), signal: timeoutSignal(30_000) })
+  const createdBody = await created.json() as Record<string, any>
+  assert.equal(created.status, 202, JSON.stringify(createdBody))
+  let view: Record<string, any> = {}
+  const giveUpAt = Date.now() + 120_000
+  do {
+    await sleep(250)
+    view = (await getJson(`/batches/${createdBody.id}`)).body
+    if (Date.now() > giveUpAt) throw new Error(`the distributed batch did not end in time: ${JSON.stringify(view)}`)
+  } while (view.status === 'queued' || view.status === 'running')
+  assert.equal(view.status, 'completed', JSON.stringify(view))
+  assert.equal(view.done, 300, JSON.stringify(view))
+  const text = await (await fetch(`${gateway}/batches/${createdBody.id}/results`, { signal: timeoutSignal(30_000) })).text()
+  const indexes = text.split('\n').filter((line) => line !== '').map((line) => (JSON.parse(line) as { index: number }).index)
+  assert.equal(new Set(indexes).size, 300, `${indexes.length} lines, ${new Set(indexes).size} distinct indexes`)
+  assert.equal(indexes.length, 300)
+  ok(`the distributed profile: Redis (from Debian's package, not published) and two batch workers (--scale) ran a batch of 300 users through a gateway that takes no items: completed, each of the 300 lines once (${Math.round((Date.now() - startedAt) / 1000)}s with the Redis build)`)
+}
+
 function tearDown () {
   // --rmi all: the images are this run's own (named after the project), so they go with it.
-  compose(['--profile', 'loadtest', 'down', '-v', '--remove-orphans', '--rmi', 'all', '--timeout', '20'],
+  compose(['--profile', 'loadtest', '--profile', 'distributed', 'down', '-v', '--remove-orphans', '--rmi', 'all', '--timeout', '20'],
     { files: ['-f', 'test/e2e/compose/docker-compose.drain.yml'], check: false, quiet: true })
 }
 
