@@ -146,6 +146,13 @@ function productText (id: string) {
   return text
 }
 
+/** Makes every product's texts now (about 0.4 s), so the first requests of a fresh recommendations mock are not slower. */
+export function prepareProductTexts (): void {
+  for (let ordinal = 0; ordinal < PRODUCTS_PER_CATEGORY; ordinal++) {
+    for (let category = 0; category < CATEGORIES.length; category++) productText(productId(category, ordinal))
+  }
+}
+
 /**
  * `JSON.stringify(recommendationsFor(userId, scale))`, byte for byte, in a fraction of the time: generating and
  * formatting 6,400 features per body was most of what the recommendations mock spent per request, enough to make it

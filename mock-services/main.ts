@@ -1,4 +1,5 @@
 import { registry } from '../src/lib/contract/upstreams.js'
+import { prepareProductTexts } from './data.js'
 import { createMockService } from './mock-service.js'
 import { settingsFromEnvironment } from './settings.js'
 
@@ -15,6 +16,8 @@ if (!declaration) {
 }
 
 try {
+  // A batch's first wave asks for 50 bodies at once: written from cold, they queued long enough to time calls out.
+  if (declaration.name === 'recommendations') prepareProductTexts()
   const mock = createMockService(declaration.name, settingsFromEnvironment(process.env))
   const port = process.env.MOCK_PORT ? Number(process.env.MOCK_PORT) : declaration.defaults.port
   const url = await mock.listen(port, process.env.MOCK_HOST ?? '127.0.0.1')
