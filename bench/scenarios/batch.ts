@@ -2,7 +2,8 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { UPSTREAM_NAMES } from '../../src/lib/contract/upstreams.js'
 import { BENCH_PORTS, type BenchContext, type ScenarioResult } from '../lib/context.js'
 import { watchPeakRss } from '../lib/processes.js'
-import { spread } from '../lib/stats.js'
+import { aggregatePaths, runLoad } from '../lib/load.js'
+import { ratio, spread } from '../lib/stats.js'
 
 // 13. A batch of 10,000 users with every upstream at 100 ms: stage 1 holds 50 items in flight, so the physical limit is
 // 10,000 × 100 ms / 50 = 20 s, and the merges (stage 2, on the worker pool) must hide under it. Against a serial loop
@@ -10,6 +11,7 @@ import { spread } from '../lib/stats.js'
 
 const LATENCY_MS = 100
 const IO_CONCURRENCY = 50
+const INTERACTIVE_RATE = 20
 
 interface Sample { at: number, io: number, queue: number, cpu: number, itemsPerSecond: number }
 
@@ -20,6 +22,10 @@ export async function batch (context: BenchContext): Promise<ScenarioResult> {
   const gateway = await context.startGateway(BENCH_PORTS.a)
   const naive = await context.startBaseline('naiveBaseline', BENCH_PORTS.b)
   try {
+    // Interactive traffic at a modest fixed rate, alone and then while the batch runs: its p99 should barely move.
+    const interactive = () => runLoad({ origin: gateway.origin, paths: aggregatePaths(200, 'interactive-user'), connections: 10, overallRate: INTERACTIVE_RATE, durationSeconds: context.durationSeconds })
+    await interactive()
+    const alone = await interactive()
     const stopWatching = watchPeakRss(gateway)
     const rssBefore = gateway.rssBytes()
     const startedAt = performance.now()
@@ -28,7 +34,10 @@ export async function batch (context: BenchContext): Promise<ScenarioResult> {
     })
     const { id } = await created.json() as { id: string }
     // Read the results as a client would, while the batch runs.
-    const results = await (await fetch(`${gateway.origin}/batches/${id}/results`)).text()
+    const reading = fetch(`${gateway.origin}/batches/${id}/results`).then(async (response) => await response.text())
+    await sleep(3000)
+    const during = await interactive()
+    const results = await reading
     const view = await (await fetch(`${gateway.origin}/batches/${id}`)).json() as { status: string, done: number, ok: number, partial: number, failed: number, retried: number, durationMs: number }
     const wallSeconds = (performance.now() - startedAt) / 1000
     const peakRss = stopWatching()
@@ -67,8 +76,8 @@ export async function batch (context: BenchContext): Promise<ScenarioResult> {
     return {
       id: 'batch',
       title: `13. A batch of ${users.toLocaleString('en')} users at ${LATENCY_MS} ms: the two-stage pipeline against its physical limit`,
-      finding: `${users.toLocaleString('en')} users finished (${view.status}) in ${wallSeconds.toFixed(1)} s against a limit of ${limitSeconds.toFixed(0)} s (${(wallSeconds / limitSeconds).toFixed(2)}×), never more than ${maxInFlight} calls in flight on any upstream, peak RSS ${peakRss === null ? '?' : Math.round(peakRss / MiB)} MiB; a serial loop would take about ${Math.round(serialSeconds)} s (extrapolated), and the unbounded Promise.all of ${floodUsers.toLocaleString('en')} users put ${floodInFlight} calls in flight on one upstream at once.`,
-      setup: `Every upstream at ${LATENCY_MS} ms, no jitter; gateway defaults (BATCH_IO_CONCURRENCY ${IO_CONCURRENCY}, BATCH_QUEUE_SIZE 100, merges on every thread), results read as NDJSON while the batch runs. Stage utilisation from the gateway's dashboard snapshot (twice a second). Baselines on bench/baselines/naive.ts: a serial loop over ${serialUsers} users and a Promise.all of ${floodUsers} users, both EXTRAPOLATED to ${users.toLocaleString('en')} by their per-user time.`,
+      finding: `${users.toLocaleString('en')} users finished (${view.status}) in ${wallSeconds.toFixed(1)} s against a limit of ${limitSeconds.toFixed(0)} s (${(wallSeconds / limitSeconds).toFixed(2)}×), never more than ${maxInFlight} calls in flight on any upstream, peak RSS ${peakRss === null ? '?' : Math.round(peakRss / MiB)} MiB; a serial loop would take about ${Math.round(serialSeconds)} s (extrapolated), and the unbounded Promise.all of ${floodUsers.toLocaleString('en')} users put ${floodInFlight} calls in flight on one upstream at once. Interactive /aggregate at ${INTERACTIVE_RATE}/s: p99 ${Math.round(alone.accepted.p99Ms ?? 0)} ms alone, ${Math.round(during.accepted.p99Ms ?? 0)} ms during the batch (${ratio(during.accepted.p99Ms, alone.accepted.p99Ms)}×), ${during.acceptedThroughput === during.throughput ? 'none' : 'some'} shed.`,
+      setup: `Every upstream at ${LATENCY_MS} ms, no jitter; gateway defaults (BATCH_IO_CONCURRENCY ${IO_CONCURRENCY}, BATCH_QUEUE_SIZE 100, merges on every thread), results read as NDJSON while the batch runs; interactive GET /aggregate for other users at ${INTERACTIVE_RATE}/s over 10 connections for ${context.durationSeconds} s, alone before the batch and again from 3 s into it. Stage utilisation from the gateway's dashboard snapshot (twice a second). Baselines on bench/baselines/naive.ts: a serial loop over ${serialUsers} users and a Promise.all of ${floodUsers} users, both EXTRAPOLATED to ${users.toLocaleString('en')} by their per-user time.`,
       table: {
         headers: ['', 'wall time (s)', '× limit', 'results', 'ok / partial / failed', 'max calls in flight per upstream', 'mean utilisation io / queue / cpu', 'peak RSS (MiB)'],
         rows: [
@@ -87,7 +96,7 @@ export async function batch (context: BenchContext): Promise<ScenarioResult> {
           { name: 'stage 2 (merging)', values: slice('cpu') }
         ]
       },
-      data: { view, wallSeconds, limitSeconds, samples, rssBefore, peakRss, serialSeconds, floodSeconds, floodUsers, floodInFlight }
+      data: { view, interactive: { alone, during }, wallSeconds, limitSeconds, samples, rssBefore, peakRss, serialSeconds, floodSeconds, floodUsers, floodInFlight }
     }
   } finally {
     await Promise.all([gateway.stop(), naive.stop()])
