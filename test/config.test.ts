@@ -58,6 +58,12 @@ describe('configuration', () => {
     })
   })
 
+  it('leaves a gateway\'s batches every merge thread but one, and a batch worker every thread, unless told otherwise', () => {
+    expect(loadConfig({ MERGE_POOL_THREADS: '3' }).batch).toMatchObject({ cpuConcurrency: 2, workerCpuConcurrency: 3 })
+    expect(loadConfig({ MERGE_POOL_THREADS: '1' }).batch).toMatchObject({ cpuConcurrency: 1, workerCpuConcurrency: 1 })
+    expect(loadConfig({ MERGE_POOL_THREADS: '3', BATCH_CPU_CONCURRENCY: '3' }).batch).toMatchObject({ cpuConcurrency: 3, workerCpuConcurrency: 3 })
+  })
+
   it('reads only the environment it is given, where an empty variable counts as unset (compose turns an unset one into an empty string)', () => {
     const before = process.env.BATCH_REDIS_URL
     process.env.BATCH_REDIS_URL = 'not a url'
