@@ -118,17 +118,26 @@ function productFeatures (id: string): number[] {
   return Array.from(productEmbedding(id), (value) => Math.round((value + (random() - 0.5) * 0.1) * 10_000))
 }
 
-export function recommendationsFor (userId: string, scale: number): RecommendationsPayload {
+/** The user's own part of each recommended candidate: the product, the title it is shown with, its popularity. */
+function userCandidates (userId: string, scale: number) {
   const random = randomFor(userId, 'recommendations')
+  return candidateIds(userId, scale).map((id) => ({
+    productId: id,
+    title: `${pick(random, ADJECTIVES)} ${categoryOf(id)} ${pick(random, NOUNS)}`,
+    popularity: Math.round(random() * 1000) / 1000
+  }))
+}
+
+export function recommendationsFor (userId: string, scale: number): RecommendationsPayload {
   return {
     userId,
-    candidates: candidateIds(userId, scale).map((id) => ({
-      productId: id,
-      title: `${pick(random, ADJECTIVES)} ${categoryOf(id)} ${pick(random, NOUNS)}`,
-      category: categoryOf(id),
-      price: priceOf(id),
-      popularity: Math.round(random() * 1000) / 1000,
-      features: productFeatures(id).map((tenThousandths) => tenThousandths / 10_000)
+    candidates: userCandidates(userId, scale).map(({ productId, title, popularity }) => ({
+      productId,
+      title,
+      category: categoryOf(productId),
+      price: priceOf(productId),
+      popularity,
+      features: productFeatures(productId).map((tenThousandths) => tenThousandths / 10_000)
     }))
   }
 }
@@ -146,7 +155,7 @@ function productText (id: string) {
   return text
 }
 
-/** Makes every product's texts now (about 0.4 s), so the first requests of a fresh recommendations mock are not slower. */
+/** Makes every product's texts now (about a quarter of a second), so the first requests of a fresh recommendations mock are not slower. */
 export function prepareProductTexts (): void {
   for (let ordinal = 0; ordinal < PRODUCTS_PER_CATEGORY; ordinal++) {
     for (let category = 0; category < CATEGORIES.length; category++) productText(productId(category, ordinal))
@@ -159,11 +168,9 @@ export function prepareProductTexts (): void {
  * the bottleneck of a batch (it serves 500 requests a second there).
  */
 export function recommendationsJson (userId: string, scale: number): string {
-  const random = randomFor(userId, 'recommendations')
-  const candidates = candidateIds(userId, scale).map((id) => {
-    const title = `${pick(random, ADJECTIVES)} ${categoryOf(id)} ${pick(random, NOUNS)}`
-    const { head, features } = productText(id)
-    return `{"productId":${JSON.stringify(id)},"title":${JSON.stringify(title)},${head},"popularity":${JSON.stringify(Math.round(random() * 1000) / 1000)},${features}}`
+  const candidates = userCandidates(userId, scale).map(({ productId, title, popularity }) => {
+    const { head, features } = productText(productId)
+    return `{"productId":${JSON.stringify(productId)},"title":${JSON.stringify(title)},${head},"popularity":${JSON.stringify(popularity)},${features}}`
   })
   return `{"userId":${JSON.stringify(userId)},"candidates":[${candidates.join(',')}]}`
 }

@@ -1,21 +1,14 @@
 import closeWithGrace from 'close-with-grace'
 import { pino } from 'pino'
 import { createAggregation } from './aggregation.js'
-import { ConfigError, loadConfig, type Config } from './config.js'
+import { loadConfigOrExit } from './config.js'
 import { createBatchItemWorker } from './lib/batch/batch-item-worker.js'
 
 // A process that takes batch items from Redis and nothing else: the same upstream clients and merge pool as the
 // gateway (src/aggregation.ts), no HTTP server. Run as many as the upstreams' limits allow: `npm run worker`, or the
 // compose service batch-worker with --scale.
 
-let config: Config
-try {
-  config = loadConfig()
-} catch (error) {
-  if (!(error instanceof ConfigError)) throw error
-  console.error(error.message)
-  process.exit(1)
-}
+const config = loadConfigOrExit()
 const { batch } = config
 if (!batch.distributed) {
   console.error('BATCH_REDIS_URL is not set: a batch worker takes items from Redis, shared with the gateways (without it, each gateway runs its own batches)')

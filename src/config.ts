@@ -392,6 +392,17 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env, registry: Upst
   })
 }
 
+/** {@link loadConfig} for a process's entry point: a bad variable is a message on stderr and exit code 1, not a stack. */
+export function loadConfigOrExit (): Config {
+  try {
+    return loadConfig()
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error
+    console.error(error.message)
+    process.exit(1)
+  }
+}
+
 function resilienceConfig (name: string, values: Record<string, unknown>): Pick<UpstreamConfig, 'circuitBreaker' | 'retry' | 'hedge' | 'coalesce'> {
   const value = (suffix: string) => values[upstreamVariable(name, suffix)]
   const number = (suffix: string) => value(suffix) as number

@@ -1,17 +1,10 @@
 import closeWithGrace from 'close-with-grace'
 import Fastify from 'fastify'
 import app from './app.js'
-import { ConfigError, loadConfig, type Config } from './config.js'
+import { loadConfigOrExit } from './config.js'
 import { serverOptions } from './server-options.js'
 
-let config: Config
-try {
-  config = loadConfig()
-} catch (error) {
-  if (!(error instanceof ConfigError)) throw error
-  console.error(error.message)
-  process.exit(1)
-}
+const config = loadConfigOrExit()
 
 const fastify = Fastify(serverOptions(config))
 await fastify.register(app, { config })

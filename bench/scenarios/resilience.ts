@@ -133,11 +133,6 @@ export async function retries (context: BenchContext): Promise<ScenarioResult> {
       const retried = after[retriesMade] - before[retriesMade]
       return { ...result, completeShare: share(after.complete - before.complete, answered), retryShare: share(retried, calls), retried, calls }
     }
-    // Warm every gateway first: a cold one times out its first calls (JIT, new connections), which opens circuits for
-    // whole waits and would be counted against the policy under test.
-    await context.mocks.configure({ jitterMs: 0 }, latencies())
-    for (const gateway of [withRetries, without, failingAll]) await runLoad({ origin: gateway.origin, paths, connections: CONNECTIONS, overallRate: RATE, durationSeconds: 3 })
-    await sleep(5500)
     const results = await alternate(context.rounds, [
       { name: 'retries', measure: measure(withRetries, 0.2) },
       { name: 'no retries', measure: measure(without, 0.2) },

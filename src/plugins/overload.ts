@@ -62,8 +62,7 @@ export default fp(async function overload (fastify) {
   const admittedByUser = new Map<string, number>()
   let joiners = 0
   const userOf = (url: string) => url.slice(AGGREGATE_PATH.length).split('?', 1)[0]!
-  const countIn = (request: IncomingMessage, response: ServerResponse, joiner: boolean) => {
-    const userId = userOf(request.url!)
+  const countIn = (userId: string, response: ServerResponse, joiner: boolean) => {
     admittedByUser.set(userId, (admittedByUser.get(userId) ?? 0) + 1)
     if (joiner) joiners++
     response.once('close', () => {
@@ -94,8 +93,9 @@ export default fp(async function overload (fastify) {
       fastifyListener(request, response)
       return
     }
-    if (joinable && admittedByUser.has(userOf(request.url)) && joiners < settings.maxQueue) {
-      countIn(request, response, true)
+    const userId = userOf(request.url)
+    if (joinable && admittedByUser.has(userId) && joiners < settings.maxQueue) {
+      countIn(userId, response, true)
       fastifyListener(request, response)
       return
     }
@@ -103,7 +103,7 @@ export default fp(async function overload (fastify) {
     const ticket = controller.enter((waitedMs) => {
       response.removeListener('close', onQueuedClose)
       response.once('close', controller.leave)
-      if (joinable) countIn(request, response, false)
+      if (joinable) countIn(userId, response, false)
       if (waitedMs > 0) {
         queued.set(request, waitedMs)
         if (channels.admission.hasSubscribers) channels.admission.publish({ waitedMs } satisfies AdmissionMessage)

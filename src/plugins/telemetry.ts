@@ -19,26 +19,18 @@ declare module 'fastify' {
 export default fp(async function telemetry (fastify) {
   const { observability, loadShedding } = fastify.config
   const clients = fastify.upstreamClients
-  // Telemetry pulls synchronously; batches may live in Redis, so their list is read twice a second and kept.
-  let batches: Awaited<ReturnType<typeof fastify.batches.list>> = []
-  const readBatches = () => { fastify.batches.list().then((list) => { batches = list }, () => {}) }
-  readBatches()
-  const batchReader = setInterval(readBatches, 500).unref()
   const telemetry = createTelemetry(clients.map((client) => client.name), {
     upstreams: () => Object.fromEntries(clients.map((client) => [client.name, client.stats()])),
     mergePool: () => fastify.mergePool.stats(),
     admission: () => fastify.admission.stats(),
-    batches: () => batches,
+    batches: () => fastify.batches.recent(),
     eventLoop: fastify.eventLoop
   })
   fastify.decorate('telemetry', telemetry)
   fastify.addHook('onResponse', async (request, reply) => {
     telemetry.recordHttp(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000)
   })
-  fastify.addHook('onClose', async () => {
-    clearInterval(batchReader)
-    telemetry.stop()
-  })
+  fastify.addHook('onClose', async () => { telemetry.stop() })
 
   const routes = {
     telemetry,

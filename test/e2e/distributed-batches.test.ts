@@ -91,6 +91,8 @@ describe.skipIf(!redisServerInstalled)('batches across processes (BATCH_REDIS_UR
     const progress = await events
     expect(progress.length).toBeGreaterThan(1)
     expect(progress.at(-1)).toMatchObject({ status: 'completed', done: 400 })
+    // Any gateway's metrics show it too, as last read from Redis.
+    await eventually(async () => /aggregate_batches\{status="completed"\} [1-9]/.test((await otherGateway.inject({ url: '/metrics' })).body), 5000, 'the completed batch in /metrics')
   }, 60_000)
 
   it('loses no item and writes none twice when a worker process is killed mid-batch', async () => {

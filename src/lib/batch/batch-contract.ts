@@ -34,6 +34,9 @@ export interface BatchView {
 /** Stage utilisation, sampled twice a second while a batch runs, for the dashboard's chart. */
 export interface StageSample { at: number, io: number, queue: number, cpu: number, itemsPerSecond: number }
 
+/** A kept batch as metrics and the dashboard see it: its view and its stage samples. */
+export type BatchListing = BatchView & { samples: StageSample[] }
+
 export class BatchRefusedError extends Error {
   readonly code = 'AGG_ERR_BATCHES_FULL'
   readonly statusCode = 503
@@ -64,8 +67,12 @@ export interface Batches {
    * ends; resolves with the function that stops it, or undefined for a batch it does not know.
    */
   follow (id: string, listener: (view: BatchView) => void): Promise<(() => void) | undefined>
-  /** Running and recently finished batches, with their stage samples, for metrics and the dashboard. */
-  list (): Promise<Array<BatchView & { samples: StageSample[] }>>
+  /**
+   * Running and recently finished batches, with their stage samples, for metrics and the dashboard: from memory, so a
+   * scrape can read it at once. Where batches live in Redis, as last read from there (a read older than half a second
+   * starts a new one in the background).
+   */
+  recent (): BatchListing[]
   /** Stops running batches in this process and lets go of what it holds. */
   close (): Promise<void>
 }

@@ -1,5 +1,5 @@
 import { Redis, type Result } from 'ioredis'
-import { isFinished, type BatchResultLine, type BatchStatus } from './batch-contract.js'
+import { isFinished, type BatchResultLine, type BatchStatus, type BatchView } from './batch-contract.js'
 
 // A distributed batch in Redis, beside the BullMQ jobs that carry its items. Every key of one batch shares a hash tag,
 // so the scripts below touch one slot (Redis Cluster runs them as they run on one server):
@@ -121,14 +121,7 @@ export interface StageReport {
   cpuLimit: number
 }
 
-export interface StoredBatch {
-  status: BatchStatus
-  total: number
-  done: number
-  ok: number
-  partial: number
-  failed: number
-  retried: number
+export interface StoredBatch extends Pick<BatchView, 'status' | 'total' | 'done' | 'ok' | 'partial' | 'failed' | 'retried'> {
   bytes: number
   createdAt: number
   startedAt?: number

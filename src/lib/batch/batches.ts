@@ -266,7 +266,7 @@ export function createBatches (aggregator: Pick<Aggregator, 'fetchItem' | 'merge
       return () => { batch.listeners.delete(onChange) }
     },
 
-    list: async () => [...batches.values()].map((batch) => ({ ...view(batch), samples: batch.samples })),
+    recent: () => [...batches.values()].map((batch) => ({ ...view(batch), samples: batch.samples })),
 
     // In process, batches end with the process: every one is cancelled and every result file deleted.
     async close () {

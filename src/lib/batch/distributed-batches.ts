@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Queue } from 'bullmq'
 import { BatchStoreUnavailableError } from '../../errors.js'
-import { BatchRefusedError, isFinished, type Batches, type BatchView, type StageSample } from './batch-contract.js'
+import { BatchRefusedError, isFinished, type BatchListing, type Batches, type BatchView } from './batch-contract.js'
 import { createBatchStore, logConnectionErrors, STAGE_REPORT_MS, type StoredBatch } from './batch-store.js'
 
 /** The BullMQ queue every process takes batch items from. */
@@ -79,6 +79,17 @@ export function createDistributedBatches (settings: DistributedBatchSettings): B
     }
     if (batch.reason !== undefined) result.reason = batch.reason
     return result
+  }
+
+  // What recent() answers: the kept batches as last read from Redis (no stage samples: those are per process).
+  const listing: { batches: BatchListing[], readAt: number, reading: boolean } = { batches: [], readAt: -Infinity, reading: false }
+  let closed = false
+  function readListing () {
+    listing.reading = true
+    store.ids()
+      .then(async (ids) => await Promise.all(ids.map((id) => get(id))))
+      .then((views) => { listing.batches = views.filter((batch): batch is BatchView => batch !== undefined).map((batch) => ({ ...batch, samples: [] })) }, () => {})
+      .finally(() => { listing.reading = false; listing.readAt = performance.now() })
   }
 
   async function get (id: string): Promise<BatchView | undefined> {
@@ -192,14 +203,14 @@ export function createDistributedBatches (settings: DistributedBatchSettings): B
       return () => stopped.abort()
     },
 
-    list: () => reachingStore(async () => {
-      const views = await Promise.all((await store.ids()).map((id) => get(id)))
-      const samples: StageSample[] = []
-      return views.filter((batch): batch is BatchView => batch !== undefined).map((batch) => ({ ...batch, samples }))
-    }),
+    recent () {
+      if (!closed && !listing.reading && performance.now() - listing.readAt >= STAGE_REPORT_MS) readListing()
+      return listing.batches
+    },
 
     // Batches belong to every process on the Redis: closing one gateway cancels none of them.
     async close () {
+      closed = true
       await queue.close().catch(() => {})
       await store.close()
     }

@@ -1,4 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+import type { BatchListing } from '../batch/batch-contract.js'
 import { channels, type AdmissionMessage, type AggregateRequestMessage, type MergeMessage, type ShedMessage } from '../contract/events.js'
 import type { MERGE_WORK_COUNTERS } from '../merge/merge-sections.js'
 import type { AdmissionStats } from '../overload/admission.js'
@@ -28,27 +29,12 @@ export interface MergePoolState {
   work: Record<typeof MERGE_WORK_COUNTERS[number], number>
 }
 
-/** What the batches can report: each kept batch, its counts, its stages now and sampled over time. */
-export interface BatchState {
-  id: string
-  status: string
-  total: number
-  done: number
-  ok: number
-  partial: number
-  failed: number
-  retried: number
-  stages: { io: { inFlight: number, limit: number }, queue: { size: number, limit: number }, cpu: { busy: number, threads: number } }
-  /** Stage utilisation (0..1) and items/s, twice a second while it runs. */
-  samples: Array<{ at: number, io: number, queue: number, cpu: number, itemsPerSecond: number }>
-}
-
 /** Where telemetry pulls state from: it is handed these, it imports none of them. */
 export interface TelemetrySources {
   upstreams: () => Record<string, UpstreamState>
   mergePool: () => MergePoolState
   admission: () => AdmissionStats | null
-  batches: () => BatchState[]
+  batches: () => BatchListing[]
   eventLoop: { lag (windowMs: number): { p99Ms: number }, utilization (): number }
 }
 
@@ -76,7 +62,7 @@ export interface DashboardSnapshot {
   admission: AdmissionStats | null
   shedByReason: Record<string, number>
   /** Running batches and the latest finished ones, with the last minute of stage samples. */
-  batches: BatchState[]
+  batches: BatchListing[]
 }
 
 const SECONDS = 1000
@@ -224,7 +210,7 @@ export function createTelemetry (upstreamNames: readonly string[], sources: Tele
   workCounter('aggregate_merge_bytes_parsed_total', 'Upstream body bytes parsed by the worker threads.', (state) => state.work.bytesParsed)
   workCounter('aggregate_merge_malformed_bodies_total', 'Upstream bodies the worker threads found malformed.', (state) => state.work.malformedBodies)
 
-  const batchGauge = (name: string, help: string, labelNames: string[], collect: (gauge: Gauge, batches: BatchState[]) => void) => new Gauge({
+  const batchGauge = (name: string, help: string, labelNames: string[], collect: (gauge: Gauge, batches: BatchListing[]) => void) => new Gauge({
     name, help, labelNames, registers: [registry], collect () { this.reset(); collect(this, sources.batches()) }
   })
   batchGauge('aggregate_batches', 'Kept batches by status.', ['status'], (gauge, batches) => {
