@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto'
 import { setMaxListeners } from 'node:events'
-import { mkdir, open, rm, type FileHandle } from 'node:fs/promises'
+import { mkdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Aggregator, FetchedItem } from '../aggregate/aggregator.js'
 import { BatchRefusedError, isFinished, mergeToResultLine, wasRetried, type Batches, type BatchResultLine, type BatchStatus, type BatchView, type StageSample } from './batch-contract.js'
+import { createResultFileWriter, followResultFile, type ResultFileWriter } from './result-file.js'
 import { createTwoStagePipeline, type TwoStageStats } from './two-stage-pipeline.js'
 
 export interface BatchSettings {
@@ -104,7 +105,9 @@ export function createBatches (aggregator: Pick<Aggregator, 'fetchItem' | 'merge
     // Every item in flight (both stages) listens to the batch's signal through its own deadline.
     setMaxListeners(settings.ioConcurrency + settings.queueSize + settings.cpuConcurrency + 10, signal)
     const deadline = setTimeout(() => batch.controller.abort(new DOMException('the batch deadline passed', 'TimeoutError')), settings.deadlineMs)
-    let file: FileHandle | undefined
+    let writer: ResultFileWriter | undefined
+    // Lines appended but not yet written: counted against BATCH_MAX_RESULT_BYTES with the written ones.
+    let unwritten = 0
     let lastDone = 0
     const sampler = setInterval(() => {
       const stats = batch.pipeline?.stats()
@@ -115,10 +118,17 @@ export function createBatches (aggregator: Pick<Aggregator, 'fetchItem' | 'merge
       if (batch.samples.length > MAX_SAMPLES) batch.samples.shift()
       notify(batch)
     }, SAMPLE_MS)
+    // Set once every line is written: a reader that sees the batch ended has seen all of it.
+    let status: BatchStatus = 'completed'
+    let reason: string | undefined
     try {
       await ready
-      file = await open(batch.file, 'w')
-      const writer = file
+      const file = writer = await createResultFileWriter(batch.file, (bytes) => {
+        batch.bytes += bytes
+        resultBytes += bytes
+        unwritten -= bytes
+        notify(batch)
+      })
       const pipeline = createTwoStagePipeline<string, FetchedItem, BatchResultLine>({
         items: batch.userIds,
         ioConcurrency: settings.ioConcurrency,
@@ -129,31 +139,32 @@ export function createBatches (aggregator: Pick<Aggregator, 'fetchItem' | 'merge
         cpu: (fetched, index, itemSignal) => mergeToResultLine(aggregator, fetched, index, itemSignal),
         onResult: async (line) => {
           const bytes = Buffer.from(`${JSON.stringify(line)}\n`)
-          if (resultBytes + bytes.length > settings.maxResultBytes) throw new BatchRefusedError(`results would exceed BATCH_MAX_RESULT_BYTES (${settings.maxResultBytes})`)
-          await writer.write(bytes)
-          batch.bytes += bytes.length
-          resultBytes += bytes.length
+          if (resultBytes + unwritten + bytes.length > settings.maxResultBytes) throw new BatchRefusedError(`results would exceed BATCH_MAX_RESULT_BYTES (${settings.maxResultBytes})`)
+          unwritten += bytes.length
           count(batch, line)
           notify(batch)
+          await file.append(bytes)
         }
       })
       batch.pipeline = pipeline
       await pipeline.run()
-      batch.status = 'completed'
+      await file.close()
     } catch (error) {
       if (signal.aborted) {
-        batch.status = (signal.reason as Error | undefined)?.name === 'TimeoutError' ? 'deadline-exceeded' : 'cancelled'
-        batch.reason = (signal.reason as Error | undefined)?.message
+        status = (signal.reason as Error | undefined)?.name === 'TimeoutError' ? 'deadline-exceeded' : 'cancelled'
+        reason = (signal.reason as Error | undefined)?.message
       } else {
-        batch.status = 'failed'
-        batch.reason = (error as Error).message
+        status = 'failed'
+        reason = (error as Error).message
         batch.controller.abort(error)
       }
     } finally {
       clearTimeout(deadline)
       clearInterval(sampler)
+      await writer?.close().catch(() => {})
+      batch.status = status
+      if (reason !== undefined) batch.reason = reason
       batch.endedAt = performance.now()
-      await file?.close().catch(() => {})
       notify(batch)
       startQueued()
     }
@@ -219,36 +230,15 @@ export function createBatches (aggregator: Pick<Aggregator, 'fetchItem' | 'merge
     async * results (id: string, signal: AbortSignal): AsyncGenerator<Buffer> {
       const batch = batches.get(id)
       if (!batch) return
-      let position = 0
-      const chunk = Buffer.alloc(64 * 1024)
-      while (!signal.aborted) {
-        const ended = isFinished(batch.status)
-        if (position < batch.bytes) {
-          let file: FileHandle
-          try {
-            file = await open(batch.file, 'r')
-          } catch {
-            return
-          }
-          try {
-            while (position < batch.bytes && !signal.aborted) {
-              const { bytesRead } = await file.read(chunk, 0, Math.min(chunk.length, batch.bytes - position), position)
-              if (bytesRead === 0) break
-              position += bytesRead
-              yield Buffer.from(chunk.subarray(0, bytesRead))
-            }
-          } finally {
-            await file.close()
-          }
-          continue
-        }
-        if (ended) return
-        await new Promise<void>((resolve) => {
+      yield * followResultFile(batch.file, {
+        written: () => batch.bytes,
+        ended: () => isFinished(batch.status),
+        changed: () => new Promise<void>((resolve) => {
           const wake = () => { batch.listeners.delete(wake); signal.removeEventListener('abort', wake); resolve() }
           batch.listeners.add(wake)
           signal.addEventListener('abort', wake, { once: true })
         })
-      }
+      }, signal)
     },
 
     async follow (id: string, listener: (view: BatchView) => void): Promise<(() => void) | undefined> {
