@@ -48,6 +48,8 @@ export interface MockService {
 }
 
 const MAX_CONTROL_BODY_BYTES = 16 * 1024
+// A body that took longer than this to make is kept for the next request for the same user and settings.
+const CACHE_BODIES_SLOWER_THAN_MS = 1
 // slow-body mode: this many bytes every interval, so any sensible timeout fires first.
 const TRICKLE_BYTES = 64
 const TRICKLE_INTERVAL_MS = 100
@@ -131,20 +133,25 @@ export function createMockService (upstream: string | MockUpstream, defaults: Mo
   // and then sends the same requests gets the same tail. Seeded by name: the five mocks do not all tail on the same call.
   const tailSeed = hashString(`tail:${name}`)
   let tailRandom = seededRandom(tailSeed)
-  // Generating a 10x body costs milliseconds; the mock should measure the gateway, not itself.
-  const bodies = new LRUCache<string, Buffer>({ maxSize: 64 * 1024 * 1024, sizeCalculation: (body) => body.length })
+  // Generating a 10x body costs milliseconds; the mock should measure the gateway, not itself. Only bodies that took
+  // long to make are kept: keeping every one (a batch asks for each user once) made the cache's churn, not the bodies,
+  // most of this mock's garbage collection.
+  // Bodies are text: written to the socket as it is, a body allocates no buffer (a buffer per body made the mock's
+  // garbage collector mark its whole heap every few seconds under a batch).
+  const bodies = new LRUCache<string, string>({ maxSize: 64 * 1024 * 1024, sizeCalculation: (body) => body.length })
   // The same for every request and user, and up to 64 MiB: one copy, rebuilt only when hostileBytes changes.
   let nested: { bytes: number, body: Buffer } | undefined
   let flood: string[] | undefined
 
-  function bodyFor (userId: string, overflow = false): Buffer {
+  function bodyFor (userId: string, overflow = false): string {
     const key = `${settings.payloadScale}|${overflow ? 'overflow|' : ''}${userId}`
     let body = bodies.get(key)
     if (!body) {
-      body = Buffer.from(overflow || !serialize
+      const startedAt = performance.now()
+      body = overflow || !serialize
         ? JSON.stringify(overflow ? overflowingBody(generate(userId, settings.payloadScale)) : generate(userId, settings.payloadScale))
-        : serialize(userId, settings.payloadScale))
-      bodies.set(key, body)
+        : serialize(userId, settings.payloadScale)
+      if (performance.now() - startedAt >= CACHE_BODIES_SLOWER_THAN_MS) bodies.set(key, body)
     }
     return body
   }
@@ -220,22 +227,24 @@ export function createMockService (upstream: string | MockUpstream, defaults: Mo
       if (mode === 'header-flood') {
         // A raw array: Node sends it as is, with no limit on outgoing headers.
         flood ??= floodHeaders()
-        response.writeHead(200, ['content-type', 'application/json', 'content-length', String(body.length), ...flood])
+        response.writeHead(200, ['content-type', 'application/json', 'content-length', String(Buffer.byteLength(body)), ...flood])
         return response.end(body)
       }
       if (mode === 'malformed') {
-        const broken = Buffer.concat([body.subarray(0, Math.floor(body.length * 0.6)), Buffer.from('\u0000}{"')])
+        const bytes = Buffer.from(body)
+        const broken = Buffer.concat([bytes.subarray(0, Math.floor(bytes.length * 0.6)), Buffer.from('\u0000}{"')])
         response.writeHead(200, { 'content-type': 'application/json', 'content-length': broken.length })
         return response.end(broken)
       }
-      response.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length })
+      response.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) })
       if (mode !== 'slow-body') return response.end(body)
       response.flushHeaders()
+      const bytes = Buffer.from(body)
       let offset = 0
       timer = setInterval(() => {
-        response.write(body.subarray(offset, offset + TRICKLE_BYTES))
+        response.write(bytes.subarray(offset, offset + TRICKLE_BYTES))
         offset += TRICKLE_BYTES
-        if (offset >= body.length) {
+        if (offset >= bytes.length) {
           clearInterval(timer)
           response.end()
         }
