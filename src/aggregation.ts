@@ -15,19 +15,28 @@ export interface Aggregation {
   aggregator: Aggregator
   /** One client (call pipeline and connection pool) per declared upstream, in registry order. */
   clients: readonly UpstreamClient[]
+  /** Interactive merges (`aggregate`): the threads of MERGE_POOL_THREADS, at the process's priority. */
   mergePool: MergePool
-  /** Closes the clients after their last call, then the pool. */
+  /** A batch's merges (`mergeItem`): threads of their own, at a lower priority (BATCH_CPU_NICENESS). */
+  batchMergePool: MergePool
+  /** Closes the clients after their last call, then the pools. */
   close (): Promise<void>
 }
 
 /**
  * Wires the aggregation together, for the gateway (src/plugins/aggregate.ts) and the batch worker alike: one client per
- * declared upstream fetches, the stale cache remembers, the merge pool merges. A circuit breaker's change of state is
- * logged once, here. `mergeWorker` is for tests (src/workers/merge-pool.ts).
+ * declared upstream fetches, the stale cache remembers, the merge pools merge. Batches merge on a pool of their own,
+ * whose threads the OS runs only when the event loop and the interactive merges leave it a core: a batch takes the CPU
+ * interactive traffic does not use, never a thread it needs. A batch worker (`interactive: false`) has only that pool.
+ * A circuit breaker's change of state is logged once, here. `mergeWorker` is for tests (src/workers/merge-pool.ts).
  */
-export async function createAggregation (config: Config, logger: CircuitLogger, mergeWorker?: MergeWorkerEntry): Promise<Aggregation> {
-  const { registry, upstreams, upstreamTransport, aggregate, staleCache, mergePool: poolSettings } = config
-  const mergePool = await createMergePool(registry, poolSettings, mergeWorker)
+export async function createAggregation (config: Config, logger: CircuitLogger, { mergeWorker, interactive = true }: { mergeWorker?: MergeWorkerEntry, interactive?: boolean } = {}): Promise<Aggregation> {
+  const { registry, upstreams, upstreamTransport, aggregate, staleCache, mergePool: poolSettings, batch } = config
+  const [batchMergePool, interactivePool] = await Promise.all([
+    createMergePool(registry, { ...poolSettings, threads: batch.cpuConcurrency, niceness: batch.cpuNiceness }, mergeWorker),
+    interactive ? createMergePool(registry, poolSettings, mergeWorker) : undefined
+  ])
+  const mergePool = interactivePool ?? batchMergePool
   const clients = Object.freeze(registry.upstreams.map((declaration) => createUpstreamClient(declaration, { ...upstreams[declaration.name]!, ...upstreamTransport })))
   const aggregator = createAggregator({
     upstreams: registry.upstreams.map((declaration, index) => ({
@@ -38,6 +47,7 @@ export async function createAggregation (config: Config, logger: CircuitLogger, 
     })),
     staleCache: createStaleCache(staleCache),
     merge: mergePool.runner,
+    batchMerge: batchMergePool.runner,
     deadlineMs: aggregate.deadlineMs,
     mergeReserveMs: aggregate.mergeReserveMs,
     topK: aggregate.topK
@@ -51,10 +61,11 @@ export async function createAggregation (config: Config, logger: CircuitLogger, 
     aggregator,
     clients,
     mergePool,
+    batchMergePool,
     async close () {
       channels.circuit.unsubscribe(logCircuit)
       await Promise.all(clients.map((client) => client.close()))
-      await mergePool.close()
+      await Promise.all([...new Set([mergePool, batchMergePool])].map((pool) => pool.close()))
     }
   }
 }

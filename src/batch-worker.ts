@@ -20,9 +20,8 @@ const logger = pino({
   // Pretty output for a person at a terminal; JSON lines for everything else.
   ...(process.stdout.isTTY ? { transport: { target: 'pino-pretty', options: { translateTime: 'HH:MM:ss.l' } } } : {})
 })
-const aggregation = await createAggregation(config, logger)
-// No interactive traffic here: the batch may merge on every thread.
-const worker = createBatchItemWorker({ ...batch, ...batch.distributed, cpuConcurrency: batch.workerCpuConcurrency, aggregator: aggregation.aggregator, logger })
+const aggregation = await createAggregation(config, logger, { interactive: false })
+const worker = createBatchItemWorker({ ...batch, ...batch.distributed, aggregator: aggregation.aggregator, logger })
 
 // SIGTERM/SIGINT: take no more items, finish those held (their lines are written), then close the clients and the pool;
 // past SHUTDOWN_TIMEOUT_MS the process exits anyway, and the items it held are taken again by another process.
@@ -33,4 +32,4 @@ closeWithGrace({ delay: config.shutdownTimeoutMs, logger }, async ({ signal, err
   await aggregation.close()
 })
 
-logger.info({ ioConcurrency: batch.ioConcurrency, globalIoConcurrency: batch.distributed.globalIoConcurrency, queueSize: batch.queueSize, cpuConcurrency: batch.workerCpuConcurrency }, 'batch worker taking items')
+logger.info({ ioConcurrency: batch.ioConcurrency, globalIoConcurrency: batch.distributed.globalIoConcurrency, queueSize: batch.queueSize, cpuConcurrency: batch.cpuConcurrency }, 'batch worker taking items')

@@ -90,10 +90,10 @@ export interface Config {
     readonly maxUsers: number
     readonly ioConcurrency: number
     readonly queueSize: number
-    /** Merges of one batch running at once in a gateway (default: every thread but one, left to interactive merges). */
+    /** Threads of the batches' merge pool, and merges of one batch at once (default: every core). */
     readonly cpuConcurrency: number
-    /** The same in a batch-worker process, which serves no interactive traffic (default: every thread). */
-    readonly workerCpuConcurrency: number
+    /** Their OS niceness: they run on the CPU the event loop and interactive merges leave. */
+    readonly cpuNiceness: number
     readonly itemTimeoutMs: number
     readonly retries: number
     readonly deadlineMs: number
@@ -196,7 +196,8 @@ export function configSchema (registry: UpstreamRegistry = builtInRegistry): Rec
     BATCH_MAX_USERS: { type: 'integer', minimum: 1, maximum: 1_000_000, default: 100_000, description: 'Most user ids in one batch; a bigger one is refused with 400.' },
     BATCH_IO_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 10_000, default: 50, description: 'Stage 1: batch items fetching at once in this process, so at most this many batch calls in flight per upstream (beside the interactive ones).' },
     BATCH_QUEUE_SIZE: { type: 'integer', minimum: 1, maximum: 100_000, default: 100, description: 'Fetched items waiting for a merge; a full queue pauses stage 1.' },
-    BATCH_CPU_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 256, description: 'Stage 2: merges of one batch running at once on the worker pool (default: MERGE_POOL_THREADS − 1, at least 1, so an interactive merge always finds a thread the batch does not hold; every thread in `npm run worker`, which serves no interactive traffic); interactive merges queue behind at most this many.' },
+    BATCH_CPU_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 256, description: 'Stage 2: worker threads of the batches\' own merge pool, and merges of one batch at once (default: the machine\'s cores). Beside the interactive pool, never sharing its threads.' },
+    BATCH_CPU_NICENESS: { type: 'integer', minimum: 0, maximum: 19, default: 10, description: 'OS niceness of the batch merge threads (Linux): above 0, the event loop, interactive merges and other processes at normal priority go first, and a batch merges on the CPU they leave. 0: the same priority as the rest.' },
     BATCH_ITEM_TIMEOUT_MS: { type: 'integer', minimum: 1, maximum: 60_000, default: 200, description: 'Timeout of each try of a batch item\'s upstream call.' },
     BATCH_RETRIES: { type: 'integer', minimum: 0, maximum: 1, default: 1, description: 'Retries of a batch item\'s failed call (the same safe failures and retry budget as interactive calls).' },
     BATCH_DEADLINE_MS: { type: 'integer', minimum: 1000, maximum: 86_400_000, default: 300_000, description: 'A batch still running after this long is cancelled and ends `deadline-exceeded`.' },
@@ -367,8 +368,8 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env, registry: Upst
       maxUsers: number('BATCH_MAX_USERS'),
       ioConcurrency: number('BATCH_IO_CONCURRENCY'),
       queueSize: number('BATCH_QUEUE_SIZE'),
-      cpuConcurrency: (values.BATCH_CPU_CONCURRENCY as number | undefined) ?? Math.max(1, threads - 1),
-      workerCpuConcurrency: (values.BATCH_CPU_CONCURRENCY as number | undefined) ?? threads,
+      cpuConcurrency: (values.BATCH_CPU_CONCURRENCY as number | undefined) ?? availableParallelism(),
+      cpuNiceness: number('BATCH_CPU_NICENESS'),
       itemTimeoutMs: number('BATCH_ITEM_TIMEOUT_MS'),
       retries: number('BATCH_RETRIES'),
       deadlineMs: number('BATCH_DEADLINE_MS'),

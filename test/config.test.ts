@@ -1,4 +1,5 @@
 import { spawnSync } from 'node:child_process'
+import { availableParallelism } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
 import { ConfigError, loadConfig } from '../src/config.js'
@@ -58,10 +59,10 @@ describe('configuration', () => {
     })
   })
 
-  it('leaves a gateway\'s batches every merge thread but one, and a batch worker every thread, unless told otherwise', () => {
-    expect(loadConfig({ MERGE_POOL_THREADS: '3' }).batch).toMatchObject({ cpuConcurrency: 2, workerCpuConcurrency: 3 })
-    expect(loadConfig({ MERGE_POOL_THREADS: '1' }).batch).toMatchObject({ cpuConcurrency: 1, workerCpuConcurrency: 1 })
-    expect(loadConfig({ MERGE_POOL_THREADS: '3', BATCH_CPU_CONCURRENCY: '3' }).batch).toMatchObject({ cpuConcurrency: 3, workerCpuConcurrency: 3 })
+  it('gives batches merge threads of their own, one per core at niceness 10, whatever the interactive pool has', () => {
+    expect(loadConfig({ MERGE_POOL_THREADS: '3' }).batch).toMatchObject({ cpuConcurrency: availableParallelism(), cpuNiceness: 10 })
+    expect(loadConfig({ BATCH_CPU_CONCURRENCY: '3', BATCH_CPU_NICENESS: '0' }).batch).toMatchObject({ cpuConcurrency: 3, cpuNiceness: 0 })
+    expect(() => loadConfig({ BATCH_CPU_NICENESS: '20' })).toThrow(/BATCH_CPU_NICENESS/)
   })
 
   it('reads only the environment it is given, where an empty variable counts as unset (compose turns an unset one into an empty string)', () => {

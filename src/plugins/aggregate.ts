@@ -18,7 +18,7 @@ declare module 'fastify' {
  * close after the last in-flight request, the pool after them.
  */
 export default fp<{ mergeWorker?: MergeWorkerEntry }>(async function aggregate (fastify, { mergeWorker }) {
-  const aggregation = await createAggregation(fastify.config, fastify.log, mergeWorker)
+  const aggregation = await createAggregation(fastify.config, fastify.log, { mergeWorker })
   fastify.decorate('mergePool', aggregation.mergePool)
   fastify.decorate('upstreamClients', aggregation.clients)
   fastify.decorate('aggregator', aggregation.aggregator)

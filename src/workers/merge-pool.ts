@@ -15,6 +15,8 @@ export interface MergePoolSettings {
   inlineMaxBytes: number
   inlineWhenAloneMaxBytes: number
   maxHeapMb: number
+  /** The OS niceness of the threads (0 when absent): a batch's pool runs below the event loop and interactive merges. */
+  niceness?: number
 }
 
 /** The module a merge thread runs, and the Node options its thread needs to load it. */
@@ -45,7 +47,7 @@ const publishMerge = (message: MergeMessage) => { if (channels.merge.hasSubscrib
  * `worker` is the module the threads run, by default the one beside this file; each thread imports `registry.module`.
  */
 export async function createMergePool (registry: UpstreamRegistry, settings: MergePoolSettings, worker: MergeWorkerEntry = defaultWorker) {
-  const { threads, maxQueue, inlineMaxBytes, inlineWhenAloneMaxBytes, maxHeapMb } = settings
+  const { threads, maxQueue, inlineMaxBytes, inlineWhenAloneMaxBytes, maxHeapMb, niceness = 0 } = settings
   const merger = await loadMerger(registry)
   // Work counted inside the threads (merges, candidates scored, ...): shared memory, updated with Atomics.
   const work = sharedCounters(MERGE_WORK_COUNTERS)
@@ -56,7 +58,7 @@ export async function createMergePool (registry: UpstreamRegistry, settings: Mer
     idleTimeout: Number.POSITIVE_INFINITY,
     execArgv: worker.execArgv,
     resourceLimits: { maxOldGenerationSizeMb: maxHeapMb },
-    workerData: { registryModule: registry.module, workCounters: work.buffer } satisfies MergeWorkerData
+    workerData: { registryModule: registry.module, workCounters: work.buffer, niceness } satisfies MergeWorkerData
   })
   const admission = createBulkhead({ concurrency: threads, maxQueue })
   let closing = false

@@ -1,3 +1,5 @@
+import { readlinkSync } from 'node:fs'
+import { setPriority } from 'node:os'
 import { move, transferableSymbol, valueSymbol, workerData } from 'piscina'
 import type { UpstreamRegistry } from '../lib/contract/upstreams.js'
 import { countMergeWork, loadMerger, MERGE_WORK_COUNTERS, type MergeInput, type Merger, type MergeResult } from '../lib/merge/merge-sections.js'
@@ -8,6 +10,8 @@ export interface MergeWorkerData {
   registryModule: string
   /** Shared with the main thread and every other merge thread: updated with Atomics only. */
   workCounters: SharedArrayBuffer
+  /** The OS niceness this thread runs at (0: the process's own priority; higher: yields to every other thread). */
+  niceness: number
 }
 
 export interface MergeTaskResult {
@@ -17,8 +21,9 @@ export interface MergeTaskResult {
   finishedAt: number
 }
 
-const { registryModule, workCounters } = workerData as MergeWorkerData
+const { registryModule, workCounters, niceness } = workerData as MergeWorkerData
 const work = sharedCounters(MERGE_WORK_COUNTERS, workCounters)
+if (niceness > 0) lowerThisThreadsPriority(niceness)
 // Run from source (`npm run dev`), this thread has tsx's hooks, but they do not reach import() of a .ts file
 // (nor a module with top-level await): tsx's own tsImport loads the registry and its sections then.
 const importModule = import.meta.url.endsWith('.ts')
@@ -31,6 +36,16 @@ const loading = importModule(registryModule)
   .then((loaded) => { merger = loaded })
 
 const now = () => performance.timeOrigin + performance.now()
+
+/**
+ * Lowers this thread's priority, not the process's: on Linux a nice value belongs to a thread, named by its id, which
+ * /proc/thread-self gives (Node has no API for it). Elsewhere the thread keeps the process's priority.
+ */
+function lowerThisThreadsPriority (to: number) {
+  try {
+    setPriority(Number(readlinkSync('/proc/thread-self').split('/').pop()), to)
+  } catch { /* not Linux */ }
+}
 
 /**
  * Piscina entry point: parses the upstream bodies and merges them off the event loop. The valid bodies are moved back

@@ -1,3 +1,4 @@
+import { readdirSync, readFileSync } from 'node:fs'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { UPSTREAM_NAMES } from '../../src/lib/contract/upstreams.js'
 import { buildGateway, type TestGateway } from '../helpers/build-gateway.js'
@@ -48,7 +49,31 @@ async function resultLines (id: string) {
   return text.split('\n').filter((line) => line !== '').map((line) => JSON.parse(line))
 }
 
+/** This process's threads (the gateway runs in it) with their nice value and CPU time so far, from /proc. */
+function threads () {
+  return readdirSync('/proc/self/task').map((tid) => {
+    const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8')
+    // The fields after the command (in parentheses): utime is field 14, stime 15, nice 19.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return { tid, nice: Number(fields[16]), cpuTicks: Number(fields[11]) + Number(fields[12]) }
+  })
+}
+
 describe('a batch of aggregates', () => {
+  it.runIf(process.platform === 'linux')('merges on threads of its own, at a lower OS priority than the rest of the process', async () => {
+    for (const name of UPSTREAM_NAMES) await upstreams.mocks[name].set({ latencyMs: 5 })
+    const before = threads()
+    // BATCH_CPU_CONCURRENCY 1 at the default BATCH_CPU_NICENESS; every other thread at the process's own.
+    expect(before.filter((thread) => thread.nice === 10)).toHaveLength(1)
+    expect(before.filter((thread) => thread.nice !== 10 && thread.nice !== before[0]!.nice)).toEqual([])
+    const id = await submit(users(300, 'niceness-user'))
+    await until(id, (body) => body.status === 'completed')
+    const lowPriorityTicks = threads().filter((thread) => thread.nice === 10)
+      .reduce((sum, thread) => sum + thread.cpuTicks - (before.find((earlier) => earlier.tid === thread.tid)?.cpuTicks ?? 0), 0)
+    // 300 merges are tens of CPU ticks (10 ms each).
+    expect(lowPriorityTicks).toBeGreaterThan(5)
+  })
+
   it('aggregates every user once, with at most BATCH_IO_CONCURRENCY calls in flight on any upstream', async () => {
     for (const name of UPSTREAM_NAMES) await upstreams.mocks[name].set({ latencyMs: 20 })
     const ids = users(200)

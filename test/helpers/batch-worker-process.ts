@@ -13,7 +13,7 @@ export interface BatchWorkerProcess {
 /** Starts `src/batch-worker.ts` as its own process, the way `npm run worker` runs the built one, and waits until it takes items. */
 export async function startBatchWorker (env: Record<string, string>): Promise<BatchWorkerProcess> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/batch-worker.ts'], {
-    env: { ...process.env, MERGE_POOL_THREADS: '1', LOG_LEVEL: 'info', ...env },
+    env: { ...process.env, BATCH_CPU_CONCURRENCY: '1', LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe']
   })
   let output = ''

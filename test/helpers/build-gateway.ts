@@ -23,13 +23,13 @@ export interface TestGatewayOptions {
 }
 
 /**
- * Builds the real gateway, as `server.ts` does, from environment-style settings. One merge thread and no logs by
- * default (tests about the pool ask for more).
+ * Builds the real gateway, as `server.ts` does, from environment-style settings. One merge thread per pool and no logs
+ * by default (tests about the pools ask for more).
  */
 export async function buildGateway (env: Record<string, string>, { listen = false, registry = builtInRegistry, logStream }: TestGatewayOptions = {}): Promise<TestGateway> {
   // Load shedding is off unless a test turns it on: a busy test process would otherwise trip it at random.
   // /metrics and the dashboard on the app itself, for `inject`; test/routes/observability.test.ts checks the default.
-  const config = loadConfig({ MERGE_POOL_THREADS: '1', LOG_LEVEL: 'silent', LOAD_SHEDDING_ENABLED: 'false', OBSERVABILITY_ON_GATEWAY_PORT: 'true', ...env }, { ...registry, module: compiled(registry.module).href })
+  const config = loadConfig({ MERGE_POOL_THREADS: '1', BATCH_CPU_CONCURRENCY: '1', LOG_LEVEL: 'silent', LOAD_SHEDDING_ENABLED: 'false', OBSERVABILITY_ON_GATEWAY_PORT: 'true', ...env }, { ...registry, module: compiled(registry.module).href })
   const options = serverOptions(config, { logger: false })
   const fastify = Fastify(logStream ? { ...options, logger: { level: config.logLevel, stream: logStream } } : options)
   // Unwrapped, as fastify/demo's tests do, so the app's decorators (mergePool, ...) are visible to the test.

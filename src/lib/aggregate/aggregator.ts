@@ -63,6 +63,8 @@ export interface AggregatorOptions {
   upstreams: readonly AggregatedUpstream[]
   staleCache: StaleCache
   merge: MergeRunner
+  /** Where a batch item merges (`mergeItem`); `merge` when absent. */
+  batchMerge?: MergeRunner
   deadlineMs: number
   mergeReserveMs: number
   topK: number
@@ -121,7 +123,7 @@ const STALE_REFRESH_SHARE = 0.5
  * `aggregate` returns the body or throws a coded error; either way it publishes the outcome on `aggregator:request`.
  */
 export function createAggregator (options: AggregatorOptions) {
-  const { upstreams, staleCache, merge, deadlineMs, mergeReserveMs, topK } = options
+  const { upstreams, staleCache, merge, batchMerge = merge, deadlineMs, mergeReserveMs, topK } = options
   const names = upstreams.map((upstream) => upstream.declaration.name)
   const required = upstreams.filter((upstream) => upstream.declaration.required).map((upstream) => upstream.declaration.name)
   const maxBodyElements = Object.fromEntries(upstreams.map((upstream) => [upstream.declaration.name, upstream.maxBodyElements]))
@@ -187,15 +189,16 @@ export function createAggregator (options: AggregatorOptions) {
    * the first merge handed back. The common case copies no cached body.
    */
   async function mergeWithFallbacks (userId: string, outcomes: Readonly<Record<UpstreamName, CallOutcome>>, deadline: Deadline, batch: boolean): Promise<MergeResult> {
-    // A batch's merges always go to the pool: the loop is busy with the batch's calls.
+    // A batch's merges always go to a pool (its own): the loop is busy with the batch's calls.
     const alone = !batch && inFlight === 1
+    const runner = batch ? batchMerge : merge
     const fresh = Object.fromEntries(names.map((name) => [name, outcomes[name]!.body]))
-    const first = await merge.run(mergeInput(userId, fresh, (name) => !outcomes[name]!.body), { signal: deadline.signal, budgetMs: deadline.remainingMs(), alone })
+    const first = await runner.run(mergeInput(userId, fresh, (name) => !outcomes[name]!.body), { signal: deadline.signal, budgetMs: deadline.remainingMs(), alone })
     const replaceable = first.malformed.filter((name) => servesStale.has(name) && staleCache.get(name, userId) !== undefined)
     if (replaceable.length === 0) return first
     // A merge that found a malformed body hands every valid one back, for this second merge.
     const kept = first.validFresh
-    const second = await merge.run(mergeInput(userId, kept, (name) => !kept[name]), { signal: deadline.signal, budgetMs: deadline.remainingMs(), alone })
+    const second = await runner.run(mergeInput(userId, kept, (name) => !kept[name]), { signal: deadline.signal, budgetMs: deadline.remainingMs(), alone })
     return { ...second, malformed: first.malformed }
   }
 

@@ -77,7 +77,8 @@ export interface Batches {
   close (): Promise<void>
 }
 
-// A batch item's merge waits for a thread behind at most BATCH_CPU_CONCURRENCY others: a roomy budget.
+// A batch item's merge waits for a thread of the batch pool, behind at most BATCH_CPU_CONCURRENCY others and at low
+// priority: a roomy budget.
 const MERGE_BUDGET_MS = 10_000
 
 /** Stage 2 of one item: its merge, turned into its result line (a merge that fails is a `failed` line, not a throw). */
