@@ -176,9 +176,9 @@ export function prepareProductTexts (): void {
 }
 
 /**
- * `JSON.stringify(recommendationsFor(userId, scale))`, character for character, in a fraction of the time: generating and formatting
- * 6,400 features per body was most of what the recommendations mock spent per request, enough to make it the
- * bottleneck of a batch (it serves 500 requests a second there).
+ * `JSON.stringify(recommendationsFor(userId, scale))`, character for character, in a fraction of the time: generating
+ * and formatting 6,400 features per body was most of what the recommendations mock spent per request, enough to make
+ * it the bottleneck of a batch (it serves 500 requests a second there).
  */
 export function recommendationsJson (userId: string, scale: number): string {
   // Joined once into a flat string: appending to a string made a rope of a thousand parts, and flattening it cost more

@@ -134,10 +134,8 @@ export function createMockService (upstream: string | MockUpstream, defaults: Mo
   const tailSeed = hashString(`tail:${name}`)
   let tailRandom = seededRandom(tailSeed)
   // Generating a 10x body costs milliseconds; the mock should measure the gateway, not itself. Only bodies that took
-  // long to make are kept: keeping every one (a batch asks for each user once) made the cache's churn, not the bodies,
-  // most of this mock's garbage collection.
-  // Bodies are text: written to the socket as it is, a body allocates no buffer (a buffer per body made the mock's
-  // garbage collector mark its whole heap every few seconds under a batch).
+  // long to make are kept, and as text, written to the socket as it is: a buffer kept for every body (a batch asks for
+  // each user once) made this mock's garbage collector mark its whole heap every few seconds.
   const bodies = new LRUCache<string, string>({ maxSize: 64 * 1024 * 1024, sizeCalculation: (body) => body.length })
   // The same for every request and user, and up to 64 MiB: one copy, rebuilt only when hostileBytes changes.
   let nested: { bytes: number, body: Buffer } | undefined

@@ -17,8 +17,6 @@ export interface Aggregation {
   clients: readonly UpstreamClient[]
   /** Interactive merges (`aggregate`): the threads of MERGE_POOL_THREADS, at the process's priority. */
   mergePool: MergePool
-  /** A batch's merges (`mergeItem`): threads of their own, at a lower priority (BATCH_CPU_NICENESS). */
-  batchMergePool: MergePool
   /** Closes the clients after their last call, then the pools. */
   close (): Promise<void>
 }
@@ -61,7 +59,6 @@ export async function createAggregation (config: Config, logger: CircuitLogger, 
     aggregator,
     clients,
     mergePool,
-    batchMergePool,
     async close () {
       channels.circuit.unsubscribe(logCircuit)
       await Promise.all(clients.map((client) => client.close()))
