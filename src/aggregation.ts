@@ -2,8 +2,10 @@ import { createUpstreamClient, type UpstreamClient } from './clients/upstream-cl
 import type { Config } from './config.js'
 import { createAggregator, type Aggregator } from './lib/aggregate/aggregator.js'
 import { channels, type CircuitMessage } from './lib/contract/events.js'
+import { MERGE_WORK_COUNTERS } from './lib/merge/merge-sections.js'
 import { createStaleCache } from './lib/resilience/stale-cache.js'
 import { createMergePool, type MergePool, type MergeWorkerEntry } from './workers/merge-pool.js'
+import { sharedCounters } from './workers/shared-counters.js'
 
 /** What logs a circuit's change of state: the gateway's Fastify logger, or the batch worker's pino. */
 interface CircuitLogger {
@@ -25,16 +27,21 @@ export interface Aggregation {
  * Wires the aggregation together, for the gateway (src/plugins/aggregate.ts) and the batch worker alike: one client per
  * declared upstream fetches, the stale cache remembers, the merge pools merge. Batches merge on a pool of their own,
  * whose threads the OS runs only when the event loop and the interactive merges leave it a core: a batch takes the CPU
- * interactive traffic does not use, never a thread it needs. A batch worker (`interactive: false`) has only that pool.
- * A circuit breaker's change of state is logged once, here. `mergeWorker` is for tests (src/workers/merge-pool.ts).
+ * interactive traffic does not use, never a thread it needs. A batch worker (`interactive: false`) has only that pool; a
+ * gateway that takes no batch items (BATCH_GATEWAY_TAKES_ITEMS=false) only the interactive one. Both count their work
+ * in one set of counters. A circuit breaker's change of state is logged once, here. `mergeWorker` is for tests
+ * (src/workers/merge-pool.ts).
  */
 export async function createAggregation (config: Config, logger: CircuitLogger, { mergeWorker, interactive = true }: { mergeWorker?: MergeWorkerEntry, interactive?: boolean } = {}): Promise<Aggregation> {
   const { registry, upstreams, upstreamTransport, aggregate, staleCache, mergePool: poolSettings, batch } = config
-  const [batchMergePool, interactivePool] = await Promise.all([
-    createMergePool(registry, { ...poolSettings, threads: batch.cpuConcurrency, niceness: batch.cpuNiceness }, mergeWorker),
-    interactive ? createMergePool(registry, poolSettings, mergeWorker) : undefined
+  const mergesBatchItems = !interactive || batch.distributed?.gatewayTakesItems !== false
+  const workCounters = sharedCounters(MERGE_WORK_COUNTERS).buffer
+  const [interactivePool, batchPool] = await Promise.all([
+    interactive ? createMergePool(registry, { ...poolSettings, workCounters }, mergeWorker) : undefined,
+    mergesBatchItems ? createMergePool(registry, { ...poolSettings, threads: batch.cpuConcurrency, niceness: batch.cpuNiceness, workCounters }, mergeWorker) : undefined
   ])
-  const mergePool = interactivePool ?? batchMergePool
+  // At least one of the two: a process that is not interactive merges batch items.
+  const mergePool = (interactivePool ?? batchPool)!
   const clients = Object.freeze(registry.upstreams.map((declaration) => createUpstreamClient(declaration, { ...upstreams[declaration.name]!, ...upstreamTransport })))
   const aggregator = createAggregator({
     upstreams: registry.upstreams.map((declaration, index) => ({
@@ -45,7 +52,7 @@ export async function createAggregation (config: Config, logger: CircuitLogger, 
     })),
     staleCache: createStaleCache(staleCache),
     merge: mergePool.runner,
-    batchMerge: batchMergePool.runner,
+    batchMerge: batchPool?.runner,
     deadlineMs: aggregate.deadlineMs,
     mergeReserveMs: aggregate.mergeReserveMs,
     topK: aggregate.topK
@@ -62,7 +69,7 @@ export async function createAggregation (config: Config, logger: CircuitLogger, 
     async close () {
       channels.circuit.unsubscribe(logCircuit)
       await Promise.all(clients.map((client) => client.close()))
-      await Promise.all([...new Set([mergePool, batchMergePool])].map((pool) => pool.close()))
+      await Promise.all([interactivePool?.close(), batchPool?.close()])
     }
   }
 }

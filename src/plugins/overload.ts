@@ -62,15 +62,16 @@ export default fp(async function overload (fastify) {
   const admittedByUser = new Map<string, number>()
   let joiners = 0
   const userOf = (url: string) => url.slice(AGGREGATE_PATH.length).split('?', 1)[0]!
-  const countIn = (userId: string, response: ServerResponse, joiner: boolean) => {
+  // Counts the request in for its user; the returned function counts it out.
+  const countIn = (userId: string, joiner: boolean) => {
     admittedByUser.set(userId, (admittedByUser.get(userId) ?? 0) + 1)
     if (joiner) joiners++
-    response.once('close', () => {
+    return () => {
       const left = admittedByUser.get(userId)! - 1
       if (left === 0) admittedByUser.delete(userId)
       else admittedByUser.set(userId, left)
       if (joiner) joiners--
-    })
+    }
   }
 
   const shedSinceSummary: Record<ShedReason, number> = { 'queue-full': 0, 'queue-timeout': 0 }
@@ -93,17 +94,21 @@ export default fp(async function overload (fastify) {
       fastifyListener(request, response)
       return
     }
-    const userId = userOf(request.url)
+    const userId = joinable ? userOf(request.url) : ''
     if (joinable && admittedByUser.has(userId) && joiners < settings.maxQueue) {
-      countIn(userId, response, true)
+      response.once('close', countIn(userId, true))
       fastifyListener(request, response)
       return
     }
     const onQueuedClose = () => { if (ticket !== null && 'cancel' in ticket) ticket.cancel() }
     const ticket = controller.enter((waitedMs) => {
       response.removeListener('close', onQueuedClose)
-      response.once('close', controller.leave)
-      if (joinable) countIn(userId, response, false)
+      if (joinable) {
+        const countOut = countIn(userId, false)
+        response.once('close', () => { controller.leave(); countOut() })
+      } else {
+        response.once('close', controller.leave)
+      }
       if (waitedMs > 0) {
         queued.set(request, waitedMs)
         if (channels.admission.hasSubscribers) channels.admission.publish({ waitedMs } satisfies AdmissionMessage)

@@ -17,6 +17,8 @@ export interface MergePoolSettings {
   maxHeapMb: number
   /** The OS niceness of the threads (0 when absent): a batch's pool runs below the event loop and interactive merges. */
   niceness?: number
+  /** Counters of merge work to add to (those of another pool, so one set counts every merge); new ones when absent. */
+  workCounters?: SharedArrayBuffer
 }
 
 /** The module a merge thread runs, and the Node options its thread needs to load it. */
@@ -47,10 +49,10 @@ const publishMerge = (message: MergeMessage) => { if (channels.merge.hasSubscrib
  * `worker` is the module the threads run, by default the one beside this file; each thread imports `registry.module`.
  */
 export async function createMergePool (registry: UpstreamRegistry, settings: MergePoolSettings, worker: MergeWorkerEntry = defaultWorker) {
-  const { threads, maxQueue, inlineMaxBytes, inlineWhenAloneMaxBytes, maxHeapMb, niceness = 0 } = settings
+  const { threads, maxQueue, inlineMaxBytes, inlineWhenAloneMaxBytes, maxHeapMb, niceness = 0, workCounters } = settings
   const merger = await loadMerger(registry)
   // Work counted inside the threads (merges, candidates scored, ...): shared memory, updated with Atomics.
-  const work = sharedCounters(MERGE_WORK_COUNTERS)
+  const work = sharedCounters(MERGE_WORK_COUNTERS, workCounters)
   const pool = new Piscina<MergeInput, MergeTaskResult>({
     filename: worker.filename,
     minThreads: threads,

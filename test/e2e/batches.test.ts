@@ -60,15 +60,19 @@ function threads () {
 }
 
 describe('a batch of aggregates', () => {
-  it.runIf(process.platform === 'linux')('merges on threads of its own, at a lower OS priority than the rest of the process', async () => {
+  it.runIf(process.platform === 'linux')('merges on threads of its own, at a lower OS priority than the rest of the process, counted in the merge metrics', async () => {
     for (const name of UPSTREAM_NAMES) await upstreams.mocks[name].set({ latencyMs: 5 })
     const before = threads()
     // BATCH_CPU_CONCURRENCY 1 at the default BATCH_CPU_NICENESS; every other thread at the process's own.
     expect(before.filter((thread) => thread.nice === 10)).toHaveLength(1)
     const own = before.find((thread) => thread.tid === String(process.pid))!.nice
     expect(before.filter((thread) => thread.nice !== 10 && thread.nice !== own)).toEqual([])
+    const mergesCounted = async () => Number(/^aggregate_merge_tasks_total (\d+)$/m.exec((await gateway.inject({ url: '/metrics' })).body)?.[1])
+    const countedBefore = await mergesCounted()
     const id = await submit(users(300, 'niceness-user'))
     await until(id, (body) => body.status === 'completed')
+    // Counted with the interactive merges, in the same metrics.
+    expect(await mergesCounted() - countedBefore).toBeGreaterThanOrEqual(300)
     const lowPriorityTicks = threads().filter((thread) => thread.nice === 10)
       .reduce((sum, thread) => sum + thread.cpuTicks - (before.find((earlier) => earlier.tid === thread.tid)?.cpuTicks ?? 0), 0)
     // 300 merges are tens of CPU ticks (10 ms each).

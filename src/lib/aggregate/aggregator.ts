@@ -134,11 +134,11 @@ export function createAggregator (options: AggregatorOptions) {
   let inFlight = 0
   const requiredUpstreams = upstreams.filter((upstream) => upstream.declaration.required)
 
-  /** A required upstream whose circuit is open fails the request at once: the other calls would be wasted. */
-  function openRequiredCircuit (): (Error & { retryAfterMs: number }) | null {
+  /** A required upstream whose circuit is open, and for how long: a request fails at once, its other calls would be wasted. */
+  function openRequiredCircuit (): { name: UpstreamName, openForMs: number } | null {
     for (const { declaration, fetcher } of requiredUpstreams) {
       const circuit = fetcher.circuit?.()
-      if (circuit?.state === 'open') return Object.assign(new RequiredUpstreamCircuitOpenError(declaration.name, retryAfterSeconds(circuit.openForMs)), { retryAfterMs: circuit.openForMs })
+      if (circuit?.state === 'open') return { name: declaration.name, openForMs: circuit.openForMs }
     }
     return null
   }
@@ -214,8 +214,10 @@ export function createAggregator (options: AggregatorOptions) {
     try {
       // Refuse before the fan-out, not after it: five upstream calls whose merge will be refused are pure waste, and
       // under overload that waste is what makes goodput collapse. Before the deadline too: a refusal sets no timer.
-      const refused = merge.refusal(budgetMs - mergeReserveMs) ?? openRequiredCircuit()
+      const refused = merge.refusal(budgetMs - mergeReserveMs)
       if (refused) throw refused
+      const open = openRequiredCircuit()
+      if (open) throw new RequiredUpstreamCircuitOpenError(open.name, retryAfterSeconds(open.openForMs))
       deadline = startDeadline(budgetMs, signal)
       const outcomes = await fanOut(userId, deadline, requestId)
       for (const name of names) slowestCallMs = Math.max(slowestCallMs, outcomes[name]!.latencyMs)
@@ -294,7 +296,7 @@ export function createAggregator (options: AggregatorOptions) {
     for (;;) {
       // While a required upstream's circuit is open every item would fail at once: the batch waits for it instead
       // (until its own deadline), so a blip does not fail thousands of items. One item at a time gets to probe.
-      for (let open = openRequiredCircuit(); open !== null && !signal.aborted; open = openRequiredCircuit()) await pause(open.retryAfterMs, signal)
+      for (let open = openRequiredCircuit(); open !== null && !signal.aborted; open = openRequiredCircuit()) await pause(open.openForMs, signal)
       const startedAt = performance.now()
       // Every try, and a fully jittered backoff before a retry (at most 25 ms by default) with room to spare.
       const deadline = startDeadline(perTryTimeoutMs * (retries + 1) + BATCH_RETRY_ALLOWANCE_MS * retries, signal)

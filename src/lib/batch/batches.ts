@@ -142,7 +142,6 @@ export function createBatches (aggregator: Pick<Aggregator, 'fetchItem' | 'merge
           if (resultBytes + unwritten + bytes.length > settings.maxResultBytes) throw new BatchRefusedError(`results would exceed BATCH_MAX_RESULT_BYTES (${settings.maxResultBytes})`)
           unwritten += bytes.length
           count(batch, line)
-          notify(batch)
           await file.append(bytes)
         }
       })

@@ -1,3 +1,5 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+
 /**
  * Two stages with a bounded queue between them: stage 1 runs `io` on at most `ioConcurrency` items at once (waiting
  * on the network: concurrency on one thread), stage 2 runs `cpu` on at most `cpuConcurrency` fetched items at once
@@ -57,8 +59,8 @@ export function createTwoStagePipeline<Item, Fetched, Result> (options: TwoStage
       // Slots open one after another over RAMP_MS, not all at once: a cold start of BATCH_IO_CONCURRENCY × upstreams
       // new connections in the same instant timed the whole first wave out and opened every circuit. (2 s at first; 500 ms
       // since the mocks and the batch merges cost less, with no timeout on a cold start; half the ramp is lost time.)
-      const rampMs = (slot / Math.max(1, fetchersLeft)) * RAMP_MS
-      if (rampMs > 0) await Promise.race([new Promise((resolve) => setTimeout(resolve, rampMs)), aborted.catch(() => {})])
+      const rampMs = (slot / fetchersLeft) * RAMP_MS
+      if (rampMs > 0) await sleep(rampMs, undefined, { signal }).catch(() => {})
       while (!signal.aborted && next < items.length) {
         const index = next++
         ioInFlight++

@@ -1,5 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
-import type { BatchListing } from '../batch/batch-contract.js'
+import { BATCH_STATUSES, type BatchListing } from '../batch/batch-contract.js'
 import { channels, type AdmissionMessage, type AggregateRequestMessage, type MergeMessage, type ShedMessage } from '../contract/events.js'
 import type { MERGE_WORK_COUNTERS } from '../merge/merge-sections.js'
 import type { AdmissionStats } from '../overload/admission.js'
@@ -214,7 +214,9 @@ export function createTelemetry (upstreamNames: readonly string[], sources: Tele
     name, help, labelNames, registers: [registry], collect () { this.reset(); collect(this, sources.batches()) }
   })
   batchGauge('aggregate_batches', 'Kept batches by status.', ['status'], (gauge, batches) => {
-    for (const status of ['queued', 'running', 'completed', 'cancelled', 'deadline-exceeded', 'failed']) gauge.set({ status }, batches.filter((batch) => batch.status === status).length)
+    const counts = Object.fromEntries(BATCH_STATUSES.map((status) => [status, 0]))
+    for (const batch of batches) counts[batch.status]!++
+    for (const status of BATCH_STATUSES) gauge.set({ status }, counts[status]!)
   })
   batchGauge('aggregate_batch_stage_in_flight', 'Items of running batches in each stage now: fetching (io), waiting for a merge (queue), merging (cpu).', ['stage'], (gauge, batches) => {
     const running = batches.filter((batch) => batch.status === 'running')
