@@ -117,7 +117,8 @@ async function main () {
   let kept: ScenarioResult[] = []
   if (only && !quick && existsSync(latestUrl)) {
     const previous = JSON.parse(readFileSync(latestUrl, 'utf8')) as { results: Array<ScenarioResult & { machine?: typeof machine }>, machine: typeof machine }
-    kept = previous.results.filter((result) => !only.includes(result.id)).map((result) => ({ ...result, machine: result.machine ?? previous.machine }))
+    // A scenario that failed this time keeps its last result.
+    kept = previous.results.filter((result) => !results.some((measured) => measured.id === result.id)).map((result) => ({ ...result, machine: result.machine ?? previous.machine }))
   }
   const order = Object.keys(SCENARIOS)
   const merged = [...kept, ...results.map((result) => ({ ...result, machine }))].sort((left, right) => order.indexOf(left.id) - order.indexOf(right.id))
@@ -135,7 +136,7 @@ async function main () {
   }
   console.log(`\n# wrote ${new URL('.', resultsDirectory).pathname} (latest.json, summary.md, ${results.length} charts) in ${Math.round((Date.now() - startedAt) / 1000)} s`)
   if (failures.length > 0) {
-    console.error(`\n# ${failures.length} scenario(s) failed${quick || only ? '' : ' (README not rewritten)'}:\n${failures.map(({ id, message }) => `  ${id}: ${message}`).join('\n')}`)
+    console.error(`\n# ${failures.length} scenario(s) failed${quick ? '' : ' (README not rewritten)'}:\n${failures.map(({ id, message }) => `  ${id}: ${message}`).join('\n')}`)
     process.exitCode = 1
   }
 }

@@ -97,11 +97,10 @@ export function ordersFor (userId: string, scale: number): OrdersPayload {
 }
 
 /** The candidate products for a user; inventory stocks exactly these (plus others). */
-function candidateProducts (userId: string, scale: number): number[] {
+function candidateProducts (userId: string, scale: number, favourites = favouriteCategories(userId)): number[] {
   const random = randomFor(userId, 'candidates')
   const products = new Set<number>()
   const wanted = scaled(BASE_COUNTS.candidates, scale)
-  const favourites = favouriteCategories(userId)
   while (products.size < wanted) products.add(productFor(random, favourites))
   return [...products]
 }
@@ -128,18 +127,9 @@ function userCandidates (userId: string, scale: number) {
 
 const titleOf = (product: number, adjective: number, noun: number) => `${ADJECTIVES[adjective]!} ${categoryName(product)} ${NOUNS[noun]!}`
 
+/** The body as an object: its text ({@link recommendationsJson}) parsed, so the two cannot differ. */
 export function recommendationsFor (userId: string, scale: number): RecommendationsPayload {
-  return {
-    userId,
-    candidates: userCandidates(userId, scale).map(({ product, adjective, noun, popularity }) => ({
-      productId: PRODUCT_IDS[product]!,
-      title: titleOf(product, adjective, noun),
-      category: categoryName(product),
-      price: PRODUCT_PRICES[product]!,
-      popularity,
-      features: productFeatures(PRODUCT_IDS[product]!).map((tenThousandths) => tenThousandths / 10_000)
-    }))
-  }
+  return JSON.parse(recommendationsJson(userId, scale)) as RecommendationsPayload
 }
 
 // A candidate's text in the order JSON.stringify writes it, `{"productId":…,"title":` + title + `,"category":…,
@@ -176,9 +166,9 @@ export function prepareProductTexts (): void {
 }
 
 /**
- * `JSON.stringify(recommendationsFor(userId, scale))`, character for character, in a fraction of the time: generating
- * and formatting 6,400 features per body was most of what the recommendations mock spent per request, enough to make
- * it the bottleneck of a batch (it serves 500 requests a second there).
+ * The recommendations body as text, made from per-product texts: generating and formatting 6,400 features per body was
+ * most of what the recommendations mock spent per request, enough to make it the bottleneck of a batch (it serves 500
+ * requests a second there).
  */
 export function recommendationsJson (userId: string, scale: number): string {
   // Joined once into a flat string: appending to a string made a rope of a thousand parts, and flattening it cost more
@@ -195,8 +185,8 @@ export function recommendationsJson (userId: string, scale: number): string {
 
 export function inventoryFor (userId: string, scale: number): InventoryPayload {
   const random = randomFor(userId, 'inventory')
-  const products = candidateProducts(userId, scale)
   const favourites = favouriteCategories(userId)
+  const products = candidateProducts(userId, scale, favourites)
   for (let index = 0; index < scaled(BASE_COUNTS.extraStock, scale); index++) products.push(productFor(random, favourites))
   return {
     region: regionOf(userId),

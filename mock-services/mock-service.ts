@@ -48,8 +48,6 @@ export interface MockService {
 }
 
 const MAX_CONTROL_BODY_BYTES = 16 * 1024
-// A body that took longer than this to make is kept for the next request for the same user and settings.
-const CACHE_BODIES_SLOWER_THAN_MS = 1
 // slow-body mode: this many bytes every interval, so any sensible timeout fires first.
 const TRICKLE_BYTES = 64
 const TRICKLE_INTERVAL_MS = 100
@@ -133,9 +131,10 @@ export function createMockService (upstream: string | MockUpstream, defaults: Mo
   // and then sends the same requests gets the same tail. Seeded by name: the five mocks do not all tail on the same call.
   const tailSeed = hashString(`tail:${name}`)
   let tailRandom = seededRandom(tailSeed)
-  // Generating a 10x body costs milliseconds; the mock should measure the gateway, not itself. Only bodies that took
-  // long to make are kept, and as text, written to the socket as it is: a buffer kept for every body (a batch asks for
-  // each user once) made this mock's garbage collector mark its whole heap every few seconds.
+  // Generating a 10x body costs milliseconds; the mock should measure the gateway, not itself. Only bodies above the
+  // normal payload scale are kept (a normal one costs less to make than to keep), and as text, written to the socket
+  // as it is: a buffer kept for every body (a batch asks for each user once) made this mock's garbage collector mark
+  // its whole heap every few seconds.
   const bodies = new LRUCache<string, string>({ maxSize: 64 * 1024 * 1024, sizeCalculation: (body) => body.length })
   // The same for every request and user, and up to 64 MiB: one copy, rebuilt only when hostileBytes changes.
   let nested: { bytes: number, body: Buffer } | undefined
@@ -145,11 +144,10 @@ export function createMockService (upstream: string | MockUpstream, defaults: Mo
     const key = `${settings.payloadScale}|${overflow ? 'overflow|' : ''}${userId}`
     let body = bodies.get(key)
     if (!body) {
-      const startedAt = performance.now()
       body = overflow || !serialize
         ? JSON.stringify(overflow ? overflowingBody(generate(userId, settings.payloadScale)) : generate(userId, settings.payloadScale))
         : serialize(userId, settings.payloadScale)
-      if (performance.now() - startedAt >= CACHE_BODIES_SLOWER_THAN_MS) bodies.set(key, body)
+      if (settings.payloadScale > 1) bodies.set(key, body)
     }
     return body
   }

@@ -2,6 +2,7 @@ import { createWriteStream, readFileSync } from 'node:fs'
 import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { parseArgs } from 'node:util'
+import { isFinished, type BatchView } from '../src/lib/batch/batch-contract.js'
 
 // `npm run batch -- --count 10000` (or `--ids users.txt`, one id per line): submits a batch to a running gateway, shows
 // its progress on stderr (a bar, the rate and the time left), writes its NDJSON results to stdout or `--out`, and
@@ -27,9 +28,9 @@ function userIds (): string[] {
   return Array.from({ length: count }, (_, index) => `${values.prefix}-${index}`)
 }
 
-interface Progress { status: string, total: number, done: number, ok: number, partial: number, failed: number, retried: number, durationMs: number | null, reason?: string }
+// What the progress bar shows: a batch's view as GET /batches/:id and its events give it.
+type Progress = Omit<BatchView, 'id' | 'stages'>
 
-const finished = (status: string) => status !== 'queued' && status !== 'running'
 const BAR = 30
 
 /** One line on stderr, redrawn in place on a terminal, printed every few seconds otherwise. */
@@ -75,7 +76,7 @@ async function main () {
   let printedAt = 0
   const draw = () => {
     if (process.stderr.isTTY) process.stderr.write(`\r\x1b[2K${render(last, startedAt)}`)
-    else if (performance.now() - printedAt > 2000 || finished(last.status)) {
+    else if (performance.now() - printedAt > 2000 || isFinished(last.status)) {
       printedAt = performance.now()
       process.stderr.write(`${render(last, startedAt)}\n`)
     }

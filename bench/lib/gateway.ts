@@ -32,13 +32,6 @@ export async function shedCounts (gateway: Gateway): Promise<Record<string, numb
   return Object.fromEntries([...text.matchAll(/^aggregate_load_shed_total\{reason="([^"]+)"\} (\d+)/gm)].map(([, reason, count]) => [reason!, Number(count)]))
 }
 
-/** Merges the gateway has run (in its pool or inline) and the upstream body bytes they parsed, from /metrics. */
-export async function mergeWork (gateway: Gateway): Promise<{ merges: number, bytesParsed: number }> {
-  const text = await metricsText(gateway)
-  const counter = (name: string) => Number(new RegExp(`^${name} (\\d+)`, 'm').exec(text)?.[1] ?? Number.NaN)
-  return { merges: counter('aggregate_merge_tasks_total'), bytesParsed: counter('aggregate_merge_bytes_parsed_total') }
-}
-
 /** Counter increases from `before` to `after`, by reason. */
 export function countsSince (before: Record<string, number>, after: Record<string, number>): Record<string, number> {
   return Object.fromEntries(Object.entries(after).map(([reason, count]) => [reason, count - (before[reason] ?? 0)]).filter(([, count]) => count !== 0))

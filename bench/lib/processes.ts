@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
@@ -28,6 +28,8 @@ export interface Service {
   cpuSeconds (): number | null
   /** CPU seconds used so far by the main thread alone (the event loop); null where /proc is not available. */
   mainThreadCpuSeconds (): number | null
+  /** CPU seconds used so far by the threads at OS niceness `nice` (a gateway's batch merge threads at theirs). */
+  niceThreadsCpuSeconds (nice: number): number | null
   /** Resident memory in bytes; null where /proc is not available. */
   rssBytes (): number | null
   stop (): Promise<void>
@@ -73,6 +75,17 @@ export async function startService (name: string, script: string, args: string[]
     },
     mainThreadCpuSeconds () {
       return cpuSecondsOf(procStat(pid, pid))
+    },
+    niceThreadsCpuSeconds (nice) {
+      let threads: string[]
+      try {
+        threads = readdirSync(`/proc/${pid}/task`)
+      } catch {
+        return null
+      }
+      // nice is field 19 of /proc/<pid>/stat (16 after the command name).
+      return threads.map((thread) => procStat(pid, Number(thread))).filter((fields) => fields !== null && Number(fields[16]) === nice)
+        .reduce((sum, fields) => sum + cpuSecondsOf(fields)!, 0)
     },
     rssBytes () {
       const fields = procStat(pid)

@@ -13,6 +13,8 @@ import { ratio, spread } from '../lib/stats.js'
 const LATENCY_MS = 100
 const IO_CONCURRENCY = 50
 const INTERACTIVE_RATE = 20
+// The gateway's default BATCH_CPU_NICENESS: its batch merge threads are the ones at this niceness.
+const BATCH_CPU_NICENESS = 10
 
 interface Sample { at: number, io: number, queue: number, cpu: number, itemsPerSecond: number }
 
@@ -32,6 +34,17 @@ export async function batch (context: BenchContext): Promise<ScenarioResult> {
     await context.mocks.resetStats()
     const stopWatching = watchPeakRss(gateway)
     const rssBefore = gateway.rssBytes()
+    // CPU time of every process over the batch (the interactive window's requests included): where an item's CPU goes.
+    const cpuNow = () => {
+      const mocks = context.mocks.services.map((mock) => mock.cpuSeconds())
+      return {
+        gateway: gateway.cpuSeconds(),
+        eventLoop: gateway.mainThreadCpuSeconds(),
+        batchMerges: gateway.niceThreadsCpuSeconds(BATCH_CPU_NICENESS),
+        mocks: mocks.includes(null) ? null : mocks.reduce((sum, seconds) => sum! + seconds!, 0)
+      }
+    }
+    const cpuBefore = cpuNow()
     const startedAt = performance.now()
     const created = await fetch(`${gateway.origin}/batches`, {
       method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ userIds: Array.from({ length: users }, (_, index) => `batch-user-${index}`) })
@@ -51,20 +64,29 @@ export async function batch (context: BenchContext): Promise<ScenarioResult> {
     const lines = await reading
     const view = await (await fetch(`${gateway.origin}/batches/${id}`)).json() as { status: string, done: number, ok: number, partial: number, failed: number, retried: number, durationMs: number }
     const wallSeconds = (performance.now() - startedAt) / 1000
+    const cpuAfter = cpuNow()
+    // Milliseconds of CPU per item, by part; null where /proc is not available.
+    const perItem = (part: keyof typeof cpuBefore) => {
+      const before = cpuBefore[part]
+      const after = cpuAfter[part]
+      return before === null || after === null ? null : ((after - before) * 1000) / users
+    }
+    const cpuPerItem = { gateway: perItem('gateway'), eventLoop: perItem('eventLoop'), batchMerges: perItem('batchMerges'), mocks: perItem('mocks') }
+    const ms = (value: number | null) => value === null ? '?' : value.toFixed(2)
     const peakRss = stopWatching()
     const snapshot = await (await fetch(`${gateway.metricsOrigin}/dashboard/snapshot`)).json() as { batches: Array<{ id: string, samples: Sample[] }> }
     const samples = snapshot.batches.find((candidate) => candidate.id === id)?.samples ?? []
     const maxInFlight = Math.max(rampPeak, await peakInFlight())
 
     // Baselines on the naive aggregator (Promise.all over the five calls, no limits): a serial loop over 20 users, and
-    // all of 1,000 users at once; each extrapolated to the batch's size.
-    await context.mocks.configure({ jitterMs: 0, latencyMs: LATENCY_MS })
+    // all of 1,000 users at once; each extrapolated to the batch's size. The mocks keep the batch's settings.
+    await context.mocks.resetStats()
     const serialUsers = 20
     const serialStartedAt = performance.now()
     for (let index = 0; index < serialUsers; index++) await (await fetch(`${naive.origin}/aggregate/serial-user-${index}`)).arrayBuffer()
     const serialSeconds = ((performance.now() - serialStartedAt) / 1000) * (users / serialUsers)
     await sleep(500)
-    await context.mocks.configure({ jitterMs: 0, latencyMs: LATENCY_MS })
+    await context.mocks.resetStats()
     const floodUsers = Math.min(1000, users)
     const floodStartedAt = performance.now()
     const flood = await Promise.all(Array.from({ length: floodUsers }, (_, index) => fetch(`${naive.origin}/aggregate/flood-user-${index}`, { signal: AbortSignal.timeout(60_000) }).then(async (response) => {
@@ -85,8 +107,8 @@ export async function batch (context: BenchContext): Promise<ScenarioResult> {
     return {
       id: 'batch',
       title: `13. A batch of ${users.toLocaleString('en')} users at ${LATENCY_MS} ms: the two-stage pipeline against its physical limit`,
-      finding: `${users.toLocaleString('en')} users finished (${view.status}) in ${wallSeconds.toFixed(1)} s against a limit of ${limitSeconds.toFixed(0)} s (${(wallSeconds / limitSeconds).toFixed(2)}×), never more than ${maxInFlight} batch calls in flight on any upstream, peak RSS ${peakRss === null ? '?' : Math.round(peakRss / MiB)} MiB; a serial loop would take about ${Math.round(serialSeconds)} s (extrapolated), and the unbounded Promise.all of ${floodUsers.toLocaleString('en')} users put ${floodInFlight} calls in flight on one upstream at once. Interactive /aggregate at ${INTERACTIVE_RATE}/s: p99 ${Math.round(alone.accepted.p99Ms ?? 0)} ms alone, ${Math.round(during.accepted.p99Ms ?? 0)} ms during the batch (${ratio(during.accepted.p99Ms, alone.accepted.p99Ms)}×), ${during.acceptedThroughput === during.throughput ? 'none' : 'some'} shed.`,
-      setup: `Every upstream at ${LATENCY_MS} ms, no jitter; gateway defaults (BATCH_IO_CONCURRENCY ${IO_CONCURRENCY}, BATCH_QUEUE_SIZE 100, batch merges on their own pool, one thread per core at niceness 10), results read as NDJSON while the batch runs; interactive GET /aggregate for other users at ${INTERACTIVE_RATE}/s over 10 connections for ${context.durationSeconds} s, alone before the batch and again from 3 s into it; the batch's calls in flight are the mocks' peaks before and after that window. Stage utilisation from the gateway's dashboard snapshot (twice a second). Baselines on bench/baselines/naive.ts: a serial loop over ${serialUsers} users and a Promise.all of ${floodUsers} users, both EXTRAPOLATED to ${users.toLocaleString('en')} by their per-user time.`,
+      finding: `${users.toLocaleString('en')} users finished (${view.status}) in ${wallSeconds.toFixed(1)} s against a limit of ${limitSeconds.toFixed(0)} s (${(wallSeconds / limitSeconds).toFixed(2)}×), never more than ${maxInFlight} batch calls in flight on any upstream, peak RSS ${peakRss === null ? '?' : Math.round(peakRss / MiB)} MiB; a serial loop would take about ${Math.round(serialSeconds)} s (extrapolated), and the unbounded Promise.all of ${floodUsers.toLocaleString('en')} users put ${floodInFlight} calls in flight on one upstream at once. Interactive /aggregate at ${INTERACTIVE_RATE}/s: p99 ${Math.round(alone.accepted.p99Ms ?? 0)} ms alone, ${Math.round(during.accepted.p99Ms ?? 0)} ms during the batch (${ratio(during.accepted.p99Ms, alone.accepted.p99Ms)}×), ${during.acceptedThroughput === during.throughput ? 'none' : 'some'} shed. CPU per item: the gateway ${ms(cpuPerItem.gateway)} ms (event loop ${ms(cpuPerItem.eventLoop)}, batch merge threads ${ms(cpuPerItem.batchMerges)}), the five mocks ${ms(cpuPerItem.mocks)} ms.`,
+      setup: `Every upstream at ${LATENCY_MS} ms, no jitter; gateway defaults (BATCH_IO_CONCURRENCY ${IO_CONCURRENCY}, BATCH_QUEUE_SIZE 100, batch merges on their own pool, one thread per core at niceness 10), results read as NDJSON while the batch runs; interactive GET /aggregate for other users at ${INTERACTIVE_RATE}/s over 10 connections for ${context.durationSeconds} s, alone before the batch and again from 3 s into it; the batch's calls in flight are the mocks' peaks before and after that window. Stage utilisation from the gateway's dashboard snapshot (twice a second). CPU per item: each process's CPU time from /proc over the batch (the interactive window's requests included), the batch merge threads being the gateway's threads at niceness ${BATCH_CPU_NICENESS}. Baselines on bench/baselines/naive.ts: a serial loop over ${serialUsers} users and a Promise.all of ${floodUsers} users, both EXTRAPOLATED to ${users.toLocaleString('en')} by their per-user time.`,
       table: {
         headers: ['', 'wall time (s)', '× limit', 'results', 'ok / partial / failed', 'max calls in flight per upstream', 'mean utilisation io / queue / cpu', 'peak RSS (MiB)'],
         rows: [
@@ -105,7 +127,7 @@ export async function batch (context: BenchContext): Promise<ScenarioResult> {
           { name: 'stage 2 (merging)', values: slice('cpu') }
         ]
       },
-      data: { view, interactive: { alone, during }, wallSeconds, limitSeconds, samples, rssBefore, peakRss, serialSeconds, floodSeconds, floodUsers, floodInFlight }
+      data: { view, interactive: { alone, during }, cpuPerItem, wallSeconds, limitSeconds, samples, rssBefore, peakRss, serialSeconds, floodSeconds, floodUsers, floodInFlight }
     }
   } finally {
     await Promise.all([gateway.stop(), naive.stop()])

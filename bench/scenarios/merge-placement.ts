@@ -1,5 +1,5 @@
 import { alternate, BENCH_PORTS, type BenchContext, type Gateway, type ScenarioResult } from '../lib/context.js'
-import { mergeWork } from '../lib/gateway.js'
+import { metricValues } from '../lib/gateway.js'
 import { runLoad } from '../lib/load.js'
 import { formatSpread, spread, type Spread } from '../lib/stats.js'
 
@@ -30,17 +30,18 @@ export async function mergePlacement (context: BenchContext): Promise<ScenarioRe
   })
   try {
     const measure = (gateway: Gateway, paths: string[]) => async (): Promise<Run> => {
-      const [mainBefore, allBefore, workBefore] = [gateway.mainThreadCpuSeconds(), gateway.cpuSeconds(), await mergeWork(gateway)]
+      const mergeWork = () => metricValues(gateway, ['aggregate_merge_tasks_total', 'aggregate_merge_bytes_parsed_total'] as const)
+      const [mainBefore, allBefore, workBefore] = [gateway.mainThreadCpuSeconds(), gateway.cpuSeconds(), await mergeWork()]
       const result = await runLoad({ origin: gateway.origin, paths, connections: 1, durationSeconds: seconds })
-      const [mainAfter, allAfter, workAfter] = [gateway.mainThreadCpuSeconds(), gateway.cpuSeconds(), await mergeWork(gateway)]
+      const [mainAfter, allAfter, workAfter] = [gateway.mainThreadCpuSeconds(), gateway.cpuSeconds(), await mergeWork()]
       const served = result.byStatus['200'] ?? 0
       const perAggregate = (before: number | null, after: number | null) => before === null || after === null || served === 0 ? null : (1000 * (after - before)) / served
-      const merges = workAfter.merges - workBefore.merges
+      const merges = workAfter.aggregate_merge_tasks_total - workBefore.aggregate_merge_tasks_total
       return {
         mainThreadMs: perAggregate(mainBefore, mainAfter),
         allThreadsMs: perAggregate(allBefore, allAfter),
         p50Ms: result.accepted.p50Ms,
-        bodyBytes: merges > 0 ? (workAfter.bytesParsed - workBefore.bytesParsed) / merges : null
+        bodyBytes: merges > 0 ? (workAfter.aggregate_merge_bytes_parsed_total - workBefore.aggregate_merge_bytes_parsed_total) / merges : null
       }
     }
 

@@ -37,7 +37,7 @@ export function createHttpTransport (declaration: UpstreamDeclaration, options: 
     headersTimeout: timeoutMs + SAFETY_NET_MS,
     bodyTimeout: timeoutMs + SAFETY_NET_MS,
     // A response head over 16 KiB destroys the socket before undici parses it: past its maxHeaderSize undici keeps
-    // parsing and builds an error per header, 60-120 ms of main-thread CPU for 10,000 headers (bench/header-flood.ts).
+    // parsing and builds an error per header, 60-120 ms of main-thread CPU for 10,000 headers (test/clients/response-header-guard.bench.ts).
     // With a connect function, the connect timeout moves into it.
     connect: guardedConnect({ connector: { timeout: timeoutMs + SAFETY_NET_MS } }),
     maxResponseSize: maxBodyBytes

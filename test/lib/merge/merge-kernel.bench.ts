@@ -57,7 +57,7 @@ for (const scale of SCALES) {
   const mergeInputs = Array.from({ length: users }, (_, index) => mergeInputFor(`bench-user-${index}`, scale))
   const rankingInputs = mergeInputs.map(rankingInputFor)
   // Timing two different answers would be meaningless: the sections, malformed bodies and work counted must agree
-  // first (test/lib/ranking-equivalence.test.ts compares the rest).
+  // first (test/lib/merge/ranking-equivalence.test.ts compares the rest).
   const outcome = ({ sections, malformed, work }: Pick<ReturnType<typeof referenceMergeSections>, 'sections' | 'malformed' | 'work'>) => ({ sections, malformed, work })
   for (const [index, input] of mergeInputs.entries()) {
     if (!isDeepStrictEqual(outcome(merger.merge(input)), outcome(referenceMergeSections(input)))) {
