@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
-import { UPSTREAM_NAMES } from '../src/lib/contract/upstreams.js'
+import { upstreamTimeouts } from './helpers/build-gateway.js'
 import { compiled } from './helpers/compiled.js'
 import { eventually, startMockUpstreams, type MockUpstreams } from './helpers/mock-upstreams.js'
 import { describeResponse, expectStatus, fetchResponse } from './helpers/expect-response.js'
@@ -16,7 +16,6 @@ beforeEach(async () => { await upstreams.reset() })
 interface RunningServer { child: ChildProcess, origin: string, output: () => string }
 
 const running: ChildProcess[] = []
-const timeouts = (timeoutMs: number) => Object.fromEntries(UPSTREAM_NAMES.map((name) => [`UPSTREAM_${name.toUpperCase()}_TIMEOUT_MS`, String(timeoutMs)]))
 
 /** Starts `src/server.ts`, compiled, as its own process, the way `npm start` runs the built one, and waits for it to listen. */
 async function startServer (env: Record<string, string>): Promise<RunningServer> {
@@ -45,8 +44,8 @@ describe('the server process', () => {
   beforeAll(async () => {
     const started = await Promise.allSettled([
       // Calls and deadline roomy: the drained request must come back complete however busy the machine is.
-      startServer({ AGGREGATE_DEADLINE_MS: '10000', ...timeouts(5000) }),
-      startServer({ SHUTDOWN_TIMEOUT_MS: '300', AGGREGATE_DEADLINE_MS: '20000', ...timeouts(20_000) })
+      startServer({ AGGREGATE_DEADLINE_MS: '10000', ...upstreamTimeouts(5000) }),
+      startServer({ SHUTDOWN_TIMEOUT_MS: '300', AGGREGATE_DEADLINE_MS: '20000', ...upstreamTimeouts(20_000) })
     ])
     for (const result of started) if (result.status === 'fulfilled') running.push(result.value.child)
     const failed = started.find((result) => result.status === 'rejected')

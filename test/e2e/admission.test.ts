@@ -1,7 +1,7 @@
 import { connect } from 'node:net'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { UPSTREAM_NAMES } from '../../src/lib/contract/upstreams.js'
-import { buildGateway, type TestGateway } from '../helpers/build-gateway.js'
+import { buildGateway, upstreamTimeouts, type TestGateway } from '../helpers/build-gateway.js'
 import { startMockUpstreams, type MockUpstreams } from '../helpers/mock-upstreams.js'
 import { describeResponse, describeStatuses } from '../helpers/expect-response.js'
 
@@ -31,7 +31,7 @@ const jsonBody = (response: string) => JSON.parse(response.slice(response.indexO
 // and deadline are roomy, so only admission decides who gets a 503.
 let gateway: TestGateway
 beforeAll(async () => {
-  gateway = await buildGateway({ ...upstreams.env, ADMISSION_INITIAL_LIMIT: '10', ADMISSION_MIN_LIMIT: '10', ADMISSION_MAX_LIMIT: '10', ADMISSION_MAX_QUEUE: '20', AGGREGATE_DEADLINE_MS: '20000', ...Object.fromEntries(UPSTREAM_NAMES.map((name) => [`UPSTREAM_${name.toUpperCase()}_TIMEOUT_MS`, '15000'])) }, { listen: true })
+  gateway = await buildGateway({ ...upstreams.env, ADMISSION_INITIAL_LIMIT: '10', ADMISSION_MIN_LIMIT: '10', ADMISSION_MAX_LIMIT: '10', ADMISSION_MAX_QUEUE: '20', AGGREGATE_DEADLINE_MS: '20000', ...upstreamTimeouts(15000) }, { listen: true })
 })
 afterAll(async () => { await gateway?.close() })
 

@@ -1,7 +1,7 @@
 import { request as httpRequest } from 'node:http'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { UPSTREAM_NAMES } from '../../src/lib/contract/upstreams.js'
-import { buildGateway, type TestGateway } from '../helpers/build-gateway.js'
+import { buildGateway, upstreamTimeouts, type TestGateway } from '../helpers/build-gateway.js'
 import { eventually, startMockUpstreams, type MockUpstreams } from '../helpers/mock-upstreams.js'
 import { describeResponse, describeStatuses, expectStatus, fetchResponse, readResponse } from '../helpers/expect-response.js'
 
@@ -11,14 +11,12 @@ let upstreams: MockUpstreams
 let roomyGateway: TestGateway
 const ROOMY_TIMEOUT_MS = 5000
 
-const timeouts = (timeoutMs: number) => Object.fromEntries(UPSTREAM_NAMES.map((name) => [`UPSTREAM_${name.toUpperCase()}_TIMEOUT_MS`, String(timeoutMs)]))
-
 beforeAll(async () => {
   upstreams = await startMockUpstreams()
   roomyGateway = await buildGateway({
     ...upstreams.env,
     AGGREGATE_DEADLINE_MS: '10000',
-    ...timeouts(ROOMY_TIMEOUT_MS),
+    ...upstreamTimeouts(ROOMY_TIMEOUT_MS),
     UPSTREAM_PROFILE_CONCURRENCY: '1',
     UPSTREAM_PROFILE_MAX_QUEUE: '0',
     UPSTREAM_RECOMMENDATIONS_MAX_BODY_BYTES: '4096'
@@ -106,7 +104,7 @@ describe('a burst of 200 concurrent requests', () => {
 describe('the merge worker pool', () => {
   it('keeps /health fast while 10x merges saturate the pool', async () => {
     // A deadline no busy machine misses: thirty 10x merges take about 2 s on one thread here, more under contention.
-    const gateway = await buildGateway({ ...upstreams.env, MERGE_POOL_THREADS: '1', AGGREGATE_DEADLINE_MS: '20000', ...timeouts(ROOMY_TIMEOUT_MS), MERGE_POOL_MAX_QUEUE: '100' }, { listen: true })
+    const gateway = await buildGateway({ ...upstreams.env, MERGE_POOL_THREADS: '1', AGGREGATE_DEADLINE_MS: '20000', ...upstreamTimeouts(ROOMY_TIMEOUT_MS), MERGE_POOL_MAX_QUEUE: '100' }, { listen: true })
     try {
       for (const name of UPSTREAM_NAMES) await upstreams.mocks[name].set({ payloadScale: 10 })
       // One user, so the in-process mocks generate its 10x bodies once and this test measures the gateway, not them.
@@ -151,7 +149,7 @@ describe('the merge worker pool', () => {
 
   it('answers 503 with Retry-After when its queue is full', async () => {
     // Calls and deadline roomy: only the merge queue may turn a request away (every failure counted below is a 503 from it).
-    const gateway = await buildGateway({ ...upstreams.env, MERGE_POOL_THREADS: '1', MERGE_POOL_MAX_QUEUE: '1', AGGREGATE_DEADLINE_MS: '20000', ...timeouts(ROOMY_TIMEOUT_MS) }, { listen: true })
+    const gateway = await buildGateway({ ...upstreams.env, MERGE_POOL_THREADS: '1', MERGE_POOL_MAX_QUEUE: '1', AGGREGATE_DEADLINE_MS: '20000', ...upstreamTimeouts(ROOMY_TIMEOUT_MS) }, { listen: true })
     try {
       for (const name of UPSTREAM_NAMES) await upstreams.mocks[name].set({ payloadScale: 10 })
       expectStatus(await getJson(`${gateway.origin}/aggregate/user-heavy`), 200, 'warm-up')
@@ -173,7 +171,7 @@ describe('the merge worker pool', () => {
     // Thirty 10x merges take about 1.7 s on one thread here (56 ms each), far more than a 600 ms deadline holds; the
     // calls get all of the deadline but the merge reserve, so the fan-outs succeed on a busy machine too.
     const gateway = await buildGateway({
-      ...upstreams.env, MERGE_POOL_THREADS: '1', MERGE_POOL_MAX_QUEUE: '100', AGGREGATE_DEADLINE_MS: '600', AGGREGATE_MERGE_RESERVE_MS: '50', ...timeouts(550)
+      ...upstreams.env, MERGE_POOL_THREADS: '1', MERGE_POOL_MAX_QUEUE: '100', AGGREGATE_DEADLINE_MS: '600', AGGREGATE_MERGE_RESERVE_MS: '50', ...upstreamTimeouts(550)
     }, { listen: true })
     try {
       for (const name of UPSTREAM_NAMES) await upstreams.mocks[name].set({ payloadScale: 10 })

@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { UPSTREAM_NAMES } from '../../src/lib/contract/upstreams.js'
-import { buildGateway, type TestGateway } from '../helpers/build-gateway.js'
+import { buildGateway, upstreamTimeouts, type TestGateway } from '../helpers/build-gateway.js'
 import { describeResponse, fetchResponse } from '../helpers/expect-response.js'
 import { eventually, startMockUpstreams, type MockUpstreams } from '../helpers/mock-upstreams.js'
 
@@ -10,7 +10,7 @@ import { eventually, startMockUpstreams, type MockUpstreams } from '../helpers/m
 
 const IO_CONCURRENCY = 10
 // Upstream timeouts no busy machine misses: the breakers judge a call slow at 80% of them.
-const ROOMY = Object.fromEntries(UPSTREAM_NAMES.map((name) => [`UPSTREAM_${name.toUpperCase()}_TIMEOUT_MS`, '2000']))
+const ROOMY = upstreamTimeouts(2000)
 let upstreams: MockUpstreams
 let gateway: TestGateway
 beforeAll(async () => {

@@ -2,7 +2,7 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { chromium, type Browser, type Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { buildGateway, type TestGateway } from '../helpers/build-gateway.js'
+import { buildGateway, upstreamTimeouts, type TestGateway } from '../helpers/build-gateway.js'
 import { startMockUpstreams, type MockUpstreams } from '../helpers/mock-upstreams.js'
 
 // The live dashboard in a real browser: Debian's chromium driven by playwright-core (never a downloaded browser).
@@ -23,7 +23,7 @@ beforeAll(async () => {
     ...upstreams.env,
     MERGE_POOL_THREADS: '1',
     AGGREGATE_DEADLINE_MS: '5000',
-    ...Object.fromEntries(['PROFILE', 'ORDERS', 'INVENTORY', 'LOYALTY'].map((name) => [`UPSTREAM_${name}_TIMEOUT_MS`, '4000'])),
+    ...upstreamTimeouts(4000, ['profile', 'orders', 'inventory', 'loyalty']),
     UPSTREAM_RECOMMENDATIONS_TIMEOUT_MS: '200'
   }, { listen: true })
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] })
@@ -102,29 +102,32 @@ describe.skipIf(!existsSync(CHROMIUM))('the live dashboard', () => {
       await upstreams.mocks.recommendations.set({ mode: 'normal' })
     }
   })
+
+  it('shows a running batch with its progress and stage utilisation over time', async () => {
+    const { page, problems } = await openDashboard()
+    try {
+      const response = await fetch(`${gateway.origin}/batches`, {
+        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ userIds: Array.from({ length: 400 }, (_, index) => `dashboard-batch-${index}`) })
+      })
+      const { id } = await response.json() as { id: string }
+      const panel = `[data-batch="${id}"]`
+      await page.waitForSelector(`${panel}[data-status="running"]`, { timeout: 5000 })
+      await page.waitForSelector(`${panel}[data-status="completed"]`, { timeout: 20_000 })
+      expect(await page.textContent(`${panel} .done`)).toBe('400 / 400')
+      expect(await page.textContent(`${panel} .name`)).toBe(id.slice(0, 8))
+      // At least two samples of each stage, drawn as lines.
+      for (const stage of ['io', 'queue', 'cpu']) {
+        const points = await page.getAttribute(`${panel} polyline.${stage}`, 'points')
+        expect(points!.split(' ').length, stage).toBeGreaterThan(1)
+      }
+      expect(problems).toEqual([])
+    } finally {
+      await page.close()
+    }
+  }, 30_000)
 })
 
 describe('the dashboard script', () => {
-  it('shows a running batch with its progress and stage utilisation over time', async () => {
-    const { page, problems } = await openDashboard()
-    const response = await fetch(`${gateway.origin}/batches`, {
-      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ userIds: Array.from({ length: 400 }, (_, index) => `dashboard-batch-${index}`) })
-    })
-    const { id } = await response.json() as { id: string }
-    const panel = `[data-batch="${id}"]`
-    await page.waitForSelector(`${panel}[data-status="running"]`, { timeout: 5000 })
-    await page.waitForSelector(`${panel}[data-status="completed"]`, { timeout: 20_000 })
-    expect(await page.textContent(`${panel} .done`)).toBe('400 / 400')
-    expect(await page.textContent(`${panel} .name`)).toBe(id.slice(0, 8))
-    // At least two samples of each stage, drawn as lines.
-    for (const stage of ['io', 'queue', 'cpu']) {
-      const points = await page.getAttribute(`${panel} polyline.${stage}`, 'points')
-      expect(points!.split(' ').length, stage).toBeGreaterThan(1)
-    }
-    expect(problems).toEqual([])
-    await page.close()
-  }, 30_000)
-
   it('never writes markup from data: every value goes through textContent or attributes', () => {
     const script = readFileSync(new URL('../../public/dashboard/app.js', import.meta.url), 'utf8')
     expect(script).not.toMatch(/innerHTML|outerHTML|insertAdjacentHTML|document\.write/)

@@ -2,7 +2,7 @@ import { createServer, type AddressInfo } from 'node:net'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { UPSTREAM_NAMES } from '../../src/lib/contract/upstreams.js'
 import { startBatchWorker, type BatchWorkerProcess } from '../helpers/batch-worker-process.js'
-import { buildGateway, type TestGateway } from '../helpers/build-gateway.js'
+import { buildGateway, upstreamTimeouts, type TestGateway } from '../helpers/build-gateway.js'
 import { describeResponse, fetchResponse } from '../helpers/expect-response.js'
 import { eventually, startMockUpstreams, type MockUpstreams } from '../helpers/mock-upstreams.js'
 import { redisServerInstalled, startRedisServer, type RedisServer } from '../helpers/redis-server.js'
@@ -18,7 +18,7 @@ if (!redisServerInstalled) console.warn('redis-server is not installed: the dist
 const PER_PROCESS = 6
 const GLOBAL = 10
 // Upstream timeouts no busy machine misses: the breakers judge a call slow at 80% of them.
-const ROOMY = Object.fromEntries(UPSTREAM_NAMES.map((name) => [`UPSTREAM_${name.toUpperCase()}_TIMEOUT_MS`, '2000']))
+const ROOMY = upstreamTimeouts(2000)
 
 let redis: RedisServer
 let upstreams: MockUpstreams

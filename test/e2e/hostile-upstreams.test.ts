@@ -1,18 +1,15 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
-import { UPSTREAM_NAMES } from '../../src/lib/contract/upstreams.js'
-import { buildGateway, type TestGateway } from '../helpers/build-gateway.js'
+import { buildGateway, upstreamTimeouts, type TestGateway } from '../helpers/build-gateway.js'
 import { startMockUpstreams, type MockUpstreams } from '../helpers/mock-upstreams.js'
 import { describeResponse, expectStatus, fetchResponse } from '../helpers/expect-response.js'
 
 let upstreams: MockUpstreams
 let gateway: TestGateway
 
-const timeouts = (timeoutMs: number) => Object.fromEntries(UPSTREAM_NAMES.map((name) => [`UPSTREAM_${name.toUpperCase()}_TIMEOUT_MS`, String(timeoutMs)]))
-
 beforeAll(async () => {
   upstreams = await startMockUpstreams()
   // Calls and deadline roomy: what an upstream sends decides each status here, never how fast a busy machine reads it.
-  gateway = await buildGateway({ ...upstreams.env, AGGREGATE_DEADLINE_MS: '10000', ...timeouts(5000) }, { listen: true })
+  gateway = await buildGateway({ ...upstreams.env, AGGREGATE_DEADLINE_MS: '10000', ...upstreamTimeouts(5000) }, { listen: true })
 })
 afterAll(async () => {
   await gateway?.close()
@@ -86,7 +83,7 @@ describe('a merge thread that runs out of memory', () => {
       UPSTREAM_RECOMMENDATIONS_MAX_BODY_ELEMENTS: String(100_000_000),
       // The mock generates the 7 MB body and the gateway reads it: time to spare on a busy machine.
       AGGREGATE_DEADLINE_MS: '20000',
-      ...timeouts(15_000)
+      ...upstreamTimeouts(15_000)
     }, { listen: true })
     try {
       await upstreams.mocks.recommendations.set({ payloadScale: 100 })
@@ -98,7 +95,13 @@ describe('a merge thread that runs out of memory', () => {
       expect(body.meta.upstreams.recommendations, describeResponse(response)).toMatchObject({ status: 'merge-failed', fallback: 'default' })
       expect(body.meta.upstreams.profile.status).toBe('ok')
 
-      await upstreams.mocks.recommendations.set({ payloadScale: 1 })
+      // Nothing from the body that broke the merge became a last good value: with the upstream failing, the default.
+      await upstreams.mocks.recommendations.set({ payloadScale: 1, mode: 'error' })
+      const again = await fetchResponse(`${small.origin}/aggregate/user-oom`)
+      expectStatus(again, 200, 'with recommendations failing after the out-of-memory merge')
+      expect(again.body.meta.upstreams.recommendations, describeResponse(again)).toMatchObject({ status: 'error', fallback: 'default' })
+
+      await upstreams.mocks.recommendations.set({ payloadScale: 1, mode: 'normal' })
       const next = await fetchResponse(`${small.origin}/aggregate/user-after-oom`)
       expectStatus(next, 200, 'after the merge thread ran out of memory')
       expect(next.body.meta.complete, describeResponse(next)).toBe(true)

@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { UPSTREAM_NAMES } from '../../src/lib/contract/upstreams.js'
-import { buildGateway, type TestGateway } from '../helpers/build-gateway.js'
+import { buildGateway, upstreamTimeouts, type TestGateway } from '../helpers/build-gateway.js'
 import { eventually, startMockUpstreams, type MockUpstreams } from '../helpers/mock-upstreams.js'
 import { describeResponse, expectStatus } from '../helpers/expect-response.js'
 
@@ -13,7 +12,7 @@ beforeAll(async () => {
     ...upstreams.env,
     // Calls and deadline roomy: the event loop is what this file is about, not whether a busy machine answers in 200 ms.
     AGGREGATE_DEADLINE_MS: '10000',
-    ...Object.fromEntries(UPSTREAM_NAMES.map((name) => [`UPSTREAM_${name.toUpperCase()}_TIMEOUT_MS`, '5000'])),
+    ...upstreamTimeouts(5000),
     LOAD_SHEDDING_ENABLED: 'true',
     LOAD_SHEDDING_MAX_EVENT_LOOP_DELAY_MS: '50',
     LOAD_SHEDDING_MAX_EVENT_LOOP_UTILIZATION: '0',

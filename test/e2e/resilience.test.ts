@@ -1,5 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { buildGateway, type TestGateway } from '../helpers/build-gateway.js'
+import { buildGateway, upstreamTimeouts, type TestGateway } from '../helpers/build-gateway.js'
 import { describeResponse, describeStatuses, fetchResponse } from '../helpers/expect-response.js'
 import { eventually, startMockUpstreams, type MockUpstreams } from '../helpers/mock-upstreams.js'
 
@@ -15,7 +15,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 // Timeouts no busy machine misses, for tests that are not about them.
 const ROOMY = {
   AGGREGATE_DEADLINE_MS: '3000',
-  ...Object.fromEntries(['PROFILE', 'ORDERS', 'RECOMMENDATIONS', 'INVENTORY', 'LOYALTY'].map((name) => [`UPSTREAM_${name}_TIMEOUT_MS`, '2000']))
+  ...upstreamTimeouts(2000)
 }
 
 async function aggregate (gateway: TestGateway, userId = 'user-1') {

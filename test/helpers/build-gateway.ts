@@ -4,7 +4,7 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import app from '../../src/app.js'
 import { loadConfig } from '../../src/config.js'
-import { registry as builtInRegistry, type UpstreamRegistry } from '../../src/lib/contract/upstreams.js'
+import { registry as builtInRegistry, UPSTREAM_NAMES, upstreamVariable, type UpstreamRegistry } from '../../src/lib/contract/upstreams.js'
 import { serverOptions } from '../../src/server-options.js'
 import { compiled } from './compiled.js'
 
@@ -53,3 +53,7 @@ export function rawGet (origin: string, path: string): Promise<{ statusCode: num
     request.on('error', reject)
   })
 }
+
+/** UPSTREAM_<NAME>_TIMEOUT_MS of `timeoutMs` for each named upstream (every built-in one by default). */
+export const upstreamTimeouts = (timeoutMs: number, names: readonly string[] = UPSTREAM_NAMES) =>
+  Object.fromEntries(names.map((name) => [upstreamVariable(name, 'TIMEOUT_MS'), String(timeoutMs)]))

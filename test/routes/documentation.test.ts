@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
-import { buildGateway, type TestGateway } from '../helpers/build-gateway.js'
+import { buildGateway, upstreamTimeouts, type TestGateway } from '../helpers/build-gateway.js'
 import { startMockUpstreams, type MockUpstreams } from '../helpers/mock-upstreams.js'
 import { openApiValidator } from '../helpers/openapi.js'
 
@@ -9,7 +9,7 @@ let validate: Awaited<ReturnType<typeof openApiValidator>>
 
 beforeAll(async () => {
   upstreams = await startMockUpstreams()
-  gateway = await buildGateway({ ...upstreams.env, AGGREGATE_DEADLINE_MS: '2000', ...Object.fromEntries(['PROFILE', 'ORDERS', 'RECOMMENDATIONS', 'INVENTORY', 'LOYALTY'].map((name) => [`UPSTREAM_${name}_TIMEOUT_MS`, '1000'])) })
+  gateway = await buildGateway({ ...upstreams.env, AGGREGATE_DEADLINE_MS: '2000', ...upstreamTimeouts(1000) })
   const response = await gateway.inject({ url: '/documentation/json' })
   expect(response.statusCode, response.body.slice(0, 300)).toBe(200)
   validate = await openApiValidator(response.json())

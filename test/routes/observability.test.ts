@@ -1,7 +1,6 @@
 import { spawnSync } from 'node:child_process'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
-import { UPSTREAM_NAMES } from '../../src/lib/contract/upstreams.js'
-import { buildGateway, type TestGateway } from '../helpers/build-gateway.js'
+import { buildGateway, upstreamTimeouts, type TestGateway } from '../helpers/build-gateway.js'
 import { startMockUpstreams, type MockUpstreams } from '../helpers/mock-upstreams.js'
 import { describeStatuses, expectStatus, fetchResponse } from '../helpers/expect-response.js'
 
@@ -23,7 +22,7 @@ function sample (metrics: string, series: string): number {
 const roomy = () => ({
   ...upstreams.env,
   AGGREGATE_DEADLINE_MS: '10000',
-  ...Object.fromEntries(UPSTREAM_NAMES.map((name) => [`UPSTREAM_${name.toUpperCase()}_TIMEOUT_MS`, '5000']))
+  ...upstreamTimeouts(5000)
 })
 // Recommendations cut off at 200 ms, everything else roomy: a partial response without waiting out a 5 s timeout. One
 // dashboard at a time, for the stream tests.

@@ -1,6 +1,6 @@
 import { Writable } from 'node:stream'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
-import { buildGateway, type TestGateway } from '../helpers/build-gateway.js'
+import { buildGateway, upstreamTimeouts, type TestGateway } from '../helpers/build-gateway.js'
 import { startMockUpstreams, type MockUpstreams } from '../helpers/mock-upstreams.js'
 
 // One log line per request: the HTTP plugin writes it, with what the route (each upstream's outcome) and the error
@@ -17,7 +17,7 @@ beforeAll(async () => {
     ...upstreams.env,
     LOG_LEVEL: 'info',
     AGGREGATE_DEADLINE_MS: '10000',
-    ...Object.fromEntries(['PROFILE', 'ORDERS', 'RECOMMENDATIONS', 'INVENTORY', 'LOYALTY'].map((name) => [`UPSTREAM_${name}_TIMEOUT_MS`, '5000']))
+    ...upstreamTimeouts(5000)
   }, { logStream: stream })
 })
 beforeEach(async () => {

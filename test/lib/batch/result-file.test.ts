@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { createResultFileWriter, followResultFile } from '../../../src/lib/batch/result-file.js'
+import { eventually } from '../../helpers/mock-upstreams.js'
 
 // A batch's result file through its writer and a follower, as src/lib/batch/batches.ts uses them.
 describe('result file', () => {
@@ -16,12 +17,19 @@ describe('result file', () => {
     let wake: (() => void) | undefined
     const changed = () => { const resolve = wake; wake = undefined; resolve?.() }
     const chunks = followResultFile(path, { written: () => written, ended: () => ended, changed: () => new Promise<void>((resolve) => { wake = resolve }) }, signal)
+    let received = ''
     const text = (async () => {
-      let all = ''
-      for await (const chunk of chunks) all += chunk.toString()
-      return all
+      for await (const chunk of chunks) received += chunk.toString()
+      return received
     })()
-    return { text, onWritten: (bytes: number) => { written += bytes; changed() }, end: () => { ended = true; changed() } }
+    return {
+      text,
+      received: () => received,
+      waiting: () => wake !== undefined,
+      onWritten: (bytes: number) => { written += bytes; changed() },
+      end: () => { ended = true; changed() },
+      wake: changed
+    }
   }
 
   it('gives a follower that started before the first line every line once, in order, and ends with the writer', async () => {
@@ -47,19 +55,17 @@ describe('result file', () => {
     expect(writes.reduce((sum, bytes) => sum + bytes, 0)).toBe(Array.from({ length: 100 }, (_, index) => `{"index":${index}}\n`).join('').length)
   })
 
-  it('stops a follower when its signal aborts, while the writer is still open', async () => {
+  it('stops a follower waiting for more when its signal aborts, while the writer is still open', async () => {
     const path = join(directory, 'batch.ndjson')
     const controller = new AbortController()
     const reader = follower(path, controller.signal)
-    let flushed: () => void
-    const firstWrite = new Promise<void>((resolve) => { flushed = resolve })
-    const writer = await createResultFileWriter(path, (bytes) => { reader.onWritten(bytes); flushed() })
+    const writer = await createResultFileWriter(path, reader.onWritten)
     await writer.append(Buffer.from('{"index":0}\n'))
-    await firstWrite
+    // The line is written and read, and the follower is waiting for more.
+    await eventually(async () => reader.received() === '{"index":0}\n' && reader.waiting(), 5000, 'the follower to read the line and wait')
     controller.abort()
-    reader.onWritten(0)
-    // It ends (rather than waiting for more) with at most what was written.
-    expect(['', '{"index":0}\n']).toContain(await reader.text)
+    reader.wake()
+    expect(await reader.text).toBe('{"index":0}\n')
     await writer.close()
   })
 })
