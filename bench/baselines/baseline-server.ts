@@ -30,10 +30,28 @@ async function fetchBody (name: UpstreamName, userId: string): Promise<Uint8Arra
 
 const USER_PATH = /^\/aggregate\/([A-Za-z0-9_-]{1,64})$/
 
-export function startBaseline (fetchAll: FetchAll, { bodyOf = fetchBody, onClose = async () => {} }: { bodyOf?: BodyOf, onClose?: () => Promise<unknown> } = {}): void {
+const BATCH_PATH = /^\/batch\?users=(\d{1,6})$/
+
+/**
+ * `batch`, when given, runs a batch of that many users for `POST /batch?users=<count>` and answers with what it
+ * resolves to, once the batch is done.
+ */
+export function startBaseline (fetchAll: FetchAll, { bodyOf = fetchBody, onClose = async () => {}, batch }: { bodyOf?: BodyOf, onClose?: () => Promise<unknown>, batch?: (users: number) => Promise<unknown> } = {}): void {
   const server = createServer(async (request, response) => {
     if (request.url === '/health') {
       response.end('{"status":"ok"}')
+      return
+    }
+    const batchMatch = request.method === 'POST' && batch ? BATCH_PATH.exec(request.url ?? '') : null
+    if (batchMatch) {
+      try {
+        const done = await batch!(Number(batchMatch[1]))
+        response.setHeader('content-type', 'application/json')
+        response.end(JSON.stringify(done))
+      } catch (error) {
+        response.statusCode = 502
+        response.end(JSON.stringify({ error: (error as Error).message }))
+      }
       return
     }
     const match = USER_PATH.exec(request.url ?? '')
