@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { UPSTREAM_NAMES, upstreamVariable } from '../src/lib/contract/upstreams.js'
 import { alternate } from './lib/context.js'
+import { aggregatePaths, runLoad } from './lib/load.js'
 import { SCRIPTS, startService, type Service } from './lib/processes.js'
 
 // One batch, in process and across processes: N users with every upstream at L ms, 50 calls in flight per upstream.
@@ -16,7 +17,10 @@ import { SCRIPTS, startService, type Service } from './lib/processes.js'
 // BATCH_GLOBAL_IO_CONCURRENCY=50, so the upstream limit, not the workers, bounds every variant: the physical limit is
 // N / 50 × L.
 // Run from the build: npm run build && npm run build:bench && node dist/bench/batch-distributed.js [--users 10000]
-// [--latency 100] [--rounds 2] [--workers 1,2,3]. Needs redis-server (Debian: apt-get install redis-server).
+// [--latency 100] [--rounds 2] [--workers 1,2,3] [--interactive]. With --interactive, each round also sends GET
+// /aggregate for other users to the variant's gateway at 20/s for 8 s, before the batch and again from 3 s into it, as
+// scenario 13 does: how much a batch slows interactive traffic when it runs in the gateway's process and when it runs in
+// worker processes. Needs redis-server (Debian: apt-get install redis-server).
 // Writes bench/results/batch-distributed.{json,md} (or batch-distributed-<users>x<latency>ms.* when not the defaults). Every process listens on a free port (not BENCH_PORTS), so this
 // runs beside the main benchmark or another checkout's.
 
@@ -25,7 +29,8 @@ const { values: options } = parseArgs({
     users: { type: 'string', default: '10000' },
     latency: { type: 'string', default: '100' },
     rounds: { type: 'string', default: '2' },
-    workers: { type: 'string', default: '1,2,3' }
+    workers: { type: 'string', default: '1,2,3' },
+    interactive: { type: 'boolean', default: false }
   }
 })
 const USERS = Number(options.users)
@@ -34,6 +39,8 @@ const ROUNDS = Number(options.rounds)
 const WORKER_COUNTS = options.workers.split(',').map(Number)
 const LIMIT = 50
 const WARM_UP_USERS = Math.min(USERS, 500)
+const INTERACTIVE = options.interactive
+const INTERACTIVE_AFTER_MS = 3000
 
 const DIST = join(dirname(fileURLToPath(import.meta.url)), '..')
 const WORKER_SCRIPT = join(DIST, 'src/batch-worker.js')
@@ -56,6 +63,8 @@ interface Measurement {
   /** CPU seconds (user + system, all threads) of every process of the variant: gateway, workers, redis-server. */
   cpuSeconds: number
   requests: number
+  /** With --interactive: p99 of GET /aggregate in milliseconds, before the batch and during it. */
+  interactiveP99Ms?: { alone: number | null, during: number | null }
 }
 
 async function freePort (): Promise<number> {
@@ -125,7 +134,10 @@ function cpuSecondsOf (pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / 100
 }
 
-async function runBatch (gateway: Service, mocks: Mocks, pids: number[], users: number): Promise<Measurement> {
+const interactive = (gateway: Service) => runLoad({ origin: gateway.origin, paths: aggregatePaths(200, 'interactive-user'), connections: 10, overallRate: 20, durationSeconds: 8 })
+
+async function runBatch (gateway: Service, mocks: Mocks, pids: number[], users: number, withInteractive = false): Promise<Measurement> {
+  const alone = withInteractive ? await interactive(gateway) : null
   await mocks.resetStats()
   const cpuBefore = pids.reduce((total, pid) => total + cpuSecondsOf(pid), 0)
   const userIds = Array.from({ length: users }, (_, index) => `batch-bench-${index}`)
@@ -134,6 +146,7 @@ async function runBatch (gateway: Service, mocks: Mocks, pids: number[], users: 
   const body = await created.text()
   if (created.status !== 202) throw new Error(`POST /batches answered ${created.status}: ${body.slice(0, 300)}`)
   const { id } = JSON.parse(body) as { id: string }
+  const during = withInteractive ? sleep(INTERACTIVE_AFTER_MS).then(() => interactive(gateway)) : null
   let view: { status: string, durationMs: number, ok: number, retried: number } = { status: 'queued', durationMs: 0, ok: 0, retried: 0 }
   const inFlightSamples: number[] = []
   do {
@@ -150,7 +163,9 @@ async function runBatch (gateway: Service, mocks: Mocks, pids: number[], users: 
   const text = await (await fetch(`${gateway.origin}/batches/${id}/results`)).text()
   const indexes = text.split('\n').filter((line) => line !== '').map((line) => (JSON.parse(line) as { index: number }).index)
   const stats = await mocks.stats()
+  const interactiveP99Ms = alone && during ? { alone: alone.accepted.p99Ms, during: (await during).accepted.p99Ms } : undefined
   return {
+    interactiveP99Ms,
     wallSeconds,
     batchSeconds: view.durationMs / 1000,
     lines: indexes.length,
@@ -165,6 +180,7 @@ async function runBatch (gateway: Service, mocks: Mocks, pids: number[], users: 
 }
 
 const median = (values: number[]) => [...values].sort((left, right) => left - right)[Math.floor(values.length / 2)]!
+const interactiveRatio = ({ interactiveP99Ms: p99 }: Measurement) => p99?.alone && p99.during ? (p99.during / p99.alone).toFixed(2) : '?'
 
 const mocks = await startMocks()
 // The same work in every variant however busy the machine: tries that a slow machine does not time out, and no circuit
@@ -201,8 +217,9 @@ try {
   const results = await alternate(ROUNDS, variants.map((variant) => ({
     name: variant.name,
     measure: async () => {
-      const measurement = await runBatch(variant.gateway, mocks, variant.pids, USERS)
-      console.log(`  ${variant.name}: ${measurement.wallSeconds.toFixed(2)} s, ${measurement.lines} lines, ${measurement.ok} complete, ${measurement.retried} retried, max ${measurement.maxInFlight} in flight (mean ${measurement.meanInFlight.toFixed(1)}), ${measurement.cpuSeconds.toFixed(1)} CPU s`)
+      const measurement = await runBatch(variant.gateway, mocks, variant.pids, USERS, INTERACTIVE)
+      const p99 = measurement.interactiveP99Ms
+      console.log(`  ${variant.name}: ${measurement.wallSeconds.toFixed(2)} s, ${measurement.lines} lines, ${measurement.ok} complete, ${measurement.retried} retried, max ${measurement.maxInFlight} in flight (mean ${measurement.meanInFlight.toFixed(1)}), ${measurement.cpuSeconds.toFixed(1)} CPU s${p99 ? `, interactive p99 ${p99.alone?.toFixed(0)} ms alone, ${p99.during?.toFixed(0)} ms during (${interactiveRatio(measurement)}×)` : ''}`)
       return measurement
     }
   })))
@@ -218,18 +235,19 @@ try {
       (wall / baseline).toFixed(3),
       `${Math.max(...measurements.map((measurement) => measurement.maxInFlight))} (${median(measurements.map((measurement) => measurement.meanInFlight)).toFixed(1)})`,
       (1000 * median(measurements.map((measurement) => measurement.cpuSeconds)) / USERS).toFixed(2),
-      measurements.map((measurement) => `${measurement.lines}/${measurement.distinctIndexes}`).join(', ')
+      measurements.map((measurement) => `${measurement.lines}/${measurement.distinctIndexes}`).join(', '),
+      ...(INTERACTIVE ? [measurements.map(interactiveRatio).join(', ')] : [])
     ]
   })
   const table = [
-    '| variant | wall time, s (median, range) | batch durationMs, s | ÷ physical limit | ÷ in process | calls in flight on one upstream: most (mean) | CPU ms per item, all processes | lines / distinct indexes per round |',
-    '|---|---|---|---|---|---|---|---|',
+    `| variant | wall time, s (median, range) | batch durationMs, s | ÷ physical limit | ÷ in process | calls in flight on one upstream: most (mean) | CPU ms per item, all processes | lines / distinct indexes per round |${INTERACTIVE ? ' interactive p99 during ÷ alone, per round |' : ''}`,
+    `|---|---|---|---|---|---|---|---|${INTERACTIVE ? '---|' : ''}`,
     ...rows.map((row) => `| ${row.join(' | ')} |`)
   ].join('\n')
-  const setup = `${USERS} users, every upstream at ${LATENCY_MS} ms (no jitter), ${LIMIT} in flight per upstream: physical limit ${physicalSeconds.toFixed(1)} s. ${ROUNDS} round(s), alternating in ABBA order; each variant on its own processes (and Redis), started once and warmed up with ${WARM_UP_USERS} users. Node ${process.version}, ${spawnSync('nproc', { encoding: 'utf8' }).stdout.trim()} cores, load average before the run: ${spawnSync('cat', ['/proc/loadavg'], { encoding: 'utf8' }).stdout.split(' ').slice(0, 3).join(' ')}.`
+  const setup = `${USERS} users, every upstream at ${LATENCY_MS} ms (no jitter), ${LIMIT} in flight per upstream: physical limit ${physicalSeconds.toFixed(1)} s.${INTERACTIVE ? ` Interactive GET /aggregate for other users at 20/s over 10 connections for 8 s to the variant's gateway, before the batch and from ${INTERACTIVE_AFTER_MS / 1000} s into it (those requests are in the wall time and the CPU, and their calls in the mocks' peak in flight).` : ''} ${ROUNDS} round(s), alternating in ABBA order; each variant on its own processes (and Redis), started once and warmed up with ${WARM_UP_USERS} users. Node ${process.version}, ${spawnSync('nproc', { encoding: 'utf8' }).stdout.trim()} cores, load average before the run: ${spawnSync('cat', ['/proc/loadavg'], { encoding: 'utf8' }).stdout.split(' ').slice(0, 3).join(' ')}.`
   console.log(`\n${setup}\n\n${table}`)
   mkdirSync(RESULTS, { recursive: true })
-  const file = USERS === 10_000 && LATENCY_MS === 100 ? 'batch-distributed' : `batch-distributed-${USERS}x${LATENCY_MS}ms`
+  const file = `${USERS === 10_000 && LATENCY_MS === 100 ? 'batch-distributed' : `batch-distributed-${USERS}x${LATENCY_MS}ms`}${INTERACTIVE ? '-interactive' : ''}`
   writeFileSync(join(RESULTS, `${file}.json`), `${JSON.stringify({ users: USERS, latencyMs: LATENCY_MS, limit: LIMIT, rounds: ROUNDS, results }, null, 2)}\n`)
   writeFileSync(join(RESULTS, `${file}.md`), `${setup}\n\n${table}\n`)
 } finally {
