@@ -27,14 +27,16 @@ export interface Aggregation {
  * Wires the aggregation together, for the gateway (src/plugins/aggregate.ts) and the batch worker alike: one client per
  * declared upstream fetches, the stale cache remembers, the merge pools merge. Batches merge on a pool of their own,
  * whose threads the OS runs only when the event loop and the interactive merges leave it a core: a batch takes the CPU
- * interactive traffic does not use, never a thread it needs. A batch worker (`interactive: false`) has only that pool; a
- * gateway that takes no batch items (BATCH_GATEWAY_TAKES_ITEMS=false) only the interactive one. Both count their work
+ * interactive traffic does not use, never a thread it needs. A batch worker or the batch thread (`interactive: false`)
+ * has only that pool; a gateway that takes no batch items (BATCH_GATEWAY_TAKES_ITEMS=false, or BATCH_ON_THREAD) only
+ * the interactive one. Both count their work
  * in one set of counters. A circuit breaker's change of state is logged once, here. `mergeWorker` is for tests
  * (src/workers/merge-pool.ts).
  */
 export async function createAggregation (config: Config, logger: CircuitLogger, { mergeWorker, interactive = true }: { mergeWorker?: MergeWorkerEntry, interactive?: boolean } = {}): Promise<Aggregation> {
   const { registry, upstreams, upstreamTransport, aggregate, staleCache, mergePool: poolSettings, batch } = config
-  const mergesBatchItems = !interactive || batch.distributed?.gatewayTakesItems !== false
+  // A gateway merges batch items itself unless they run on its batch thread or on other processes.
+  const mergesBatchItems = !interactive || (batch.distributed ? batch.distributed.gatewayTakesItems : !batch.onThread)
   const workCounters = sharedCounters(MERGE_WORK_COUNTERS).buffer
   const [interactivePool, batchPool] = await Promise.all([
     interactive ? createMergePool(registry, { ...poolSettings, workCounters }, mergeWorker) : undefined,

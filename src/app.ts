@@ -19,7 +19,7 @@ const app: FastifyPluginAsync<{ config: Config, mergeWorker?: MergeWorkerEntry }
   await fastify.register(http, { config })
   await fastify.register(overload)
   await fastify.register(aggregate, { mergeWorker })
-  await fastify.register(batches)
+  await fastify.register(batches, { mergeWorker })
   await fastify.register(telemetry)
   await fastify.register(healthRoutes)
   await fastify.register(aggregateRoutes)

@@ -1,8 +1,10 @@
 import fp from 'fastify-plugin'
 import type { Batches } from '../lib/batch/batch-contract.js'
 import { createBatchItemWorker } from '../lib/batch/batch-item-worker.js'
-import { createBatches } from '../lib/batch/batches.js'
+import { createBatches, runStagesHere } from '../lib/batch/batches.js'
 import { createDistributedBatches } from '../lib/batch/distributed-batches.js'
+import { createBatchThreadRunner } from '../workers/batch-thread-runner.js'
+import type { MergeWorkerEntry } from '../workers/merge-pool.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -11,18 +13,22 @@ declare module 'fastify' {
 }
 
 /**
- * Batches of aggregates. In this process on the aggregator's own stages (cancelled, with their result files removed,
- * on close); or, with BATCH_REDIS_URL, in Redis as BullMQ jobs shared by every gateway and batch-worker process, this
+ * Batches of aggregates. In this process on the aggregator's own stages, or with BATCH_ON_THREAD on a thread of their
+ * own (cancelled, with their result files removed, on close); or, with BATCH_REDIS_URL, in Redis as BullMQ jobs shared by every gateway and batch-worker process, this
  * gateway taking items too unless BATCH_GATEWAY_TAKES_ITEMS=false (on close it finishes the items it holds and leaves
  * the batches to the others).
  */
-export default fp(async function batches (fastify) {
+export default fp<{ mergeWorker?: MergeWorkerEntry }>(async function batches (fastify, { mergeWorker }) {
   const { batch } = fastify.config
   const { distributed } = batch
   if (!distributed) {
-    const batches = createBatches(fastify.aggregator, batch)
+    const thread = batch.onThread ? createBatchThreadRunner(fastify.config, mergeWorker) : undefined
+    const batches = createBatches(thread?.runStages ?? runStagesHere(fastify.aggregator, batch), batch)
     fastify.decorate('batches', batches)
-    fastify.addHook('preClose', async () => { await batches.close() })
+    fastify.addHook('preClose', async () => {
+      await batches.close()
+      await thread?.close()
+    })
     return
   }
   const batches = createDistributedBatches({ ...batch, ...distributed, logger: fastify.log })

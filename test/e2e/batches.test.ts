@@ -49,6 +49,65 @@ async function resultLines (id: string) {
   return text.split('\n').filter((line) => line !== '').map((line) => JSON.parse(line))
 }
 
+/** 200 users at 20 ms: completed, each user's line once and ok, never more than BATCH_IO_CONCURRENCY calls in flight. */
+async function aggregatesEveryUserOnce (prefix: string) {
+  for (const name of UPSTREAM_NAMES) await upstreams.mocks[name].set({ latencyMs: 20 })
+  const ids = users(200, prefix)
+  const id = await submit(ids)
+  const done = await until(id, (body) => body.status === 'completed')
+  const failures = (await resultLines(id)).filter((line) => line.status !== 'ok').slice(0, 3)
+  expect(done, JSON.stringify(failures)).toMatchObject({ id, status: 'completed', total: 200, done: 200, ok: 200, partial: 0, failed: 0 })
+  expect(done.stages).toEqual({ io: { inFlight: 0, limit: IO_CONCURRENCY }, queue: { size: 0, limit: 5 }, cpu: { busy: 0, threads: 1 } })
+  const lines = await resultLines(id)
+  expect(lines).toHaveLength(200)
+  expect(new Set(lines.map((line) => line.index)).size).toBe(200)
+  for (const line of lines) {
+    expect(line.userId).toBe(ids[line.index])
+    expect(line.status).toBe('ok')
+    expect(line.body.userId).toBe(line.userId)
+  }
+  const stats = await upstreams.allStats()
+  for (const name of UPSTREAM_NAMES) {
+    expect(stats[name].requests, name).toBe(200)
+    expect(stats[name].maxInFlight, name).toBeLessThanOrEqual(IO_CONCURRENCY)
+    expect(stats[name].maxInFlight, name).toBeGreaterThan(1)
+  }
+}
+
+/** DELETE mid-batch: status cancelled, every upstream idle within a second with calls aborted, nothing called after. */
+async function cancelsMidBatch (prefix: string) {
+  for (const name of UPSTREAM_NAMES) await upstreams.mocks[name].set({ latencyMs: 400 })
+  const id = await submit(users(1000, prefix))
+  await eventually(async () => (await upstreams.mocks.orders.stats()).inFlight === IO_CONCURRENCY, 5000, 'the batch at full concurrency')
+  const response = await fetchResponse(`${gateway.origin}/batches/${id}`, { method: 'DELETE' })
+  expect(response.status, describeResponse(response)).toBe(200)
+  expect(response.body.status).toBe('cancelled')
+  await eventually(async () => Object.values(await upstreams.allStats()).every((stats) => stats.inFlight === 0), 1000, 'every upstream idle')
+  const stats = await upstreams.allStats()
+  for (const name of UPSTREAM_NAMES) expect(stats[name].aborted, name).toBeGreaterThan(0)
+  const requests = stats.orders.requests
+  await new Promise((resolve) => setTimeout(resolve, 500))
+  expect((await upstreams.mocks.orders.stats()).requests).toBe(requests)
+  expect((await status(id)).done).toBeLessThan(1000)
+}
+
+/** A gateway with a 1 s BATCH_DEADLINE_MS (and `env`): its batch ends deadline-exceeded, every upstream idle within a second. */
+async function endsAtTheDeadline (env: Record<string, string>, prefix: string) {
+  const short = await buildGateway({ ...upstreams.env, ...ROOMY, ...env, AGGREGATE_DEADLINE_MS: '3000', BATCH_IO_CONCURRENCY: '5', BATCH_DEADLINE_MS: '1000', BATCH_ITEM_TIMEOUT_MS: '1000' }, { listen: true })
+  try {
+    for (const name of UPSTREAM_NAMES) await upstreams.mocks[name].set({ latencyMs: 300 })
+    const response = await fetchResponse(`${short.origin}/batches`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ userIds: users(500, prefix) }) })
+    const id = response.body.id as string
+    await eventually(async () => (await fetchResponse(`${short.origin}/batches/${id}`)).body.status === 'deadline-exceeded', 5000, 'the batch deadline')
+    await eventually(async () => Object.values(await upstreams.allStats()).every((stats) => stats.inFlight === 0), 1000, 'every upstream idle')
+    const view = (await fetchResponse(`${short.origin}/batches/${id}`)).body
+    expect(view.done).toBeLessThan(500)
+    expect(view.reason).toMatch(/deadline/)
+  } finally {
+    await short.close()
+  }
+}
+
 /** This process's threads (the gateway runs in it) with their nice value and CPU time so far, from /proc. */
 function threads () {
   return readdirSync('/proc/self/task').map((tid) => {
@@ -79,29 +138,7 @@ describe('a batch of aggregates', () => {
     expect(lowPriorityTicks).toBeGreaterThan(5)
   })
 
-  it('aggregates every user once, with at most BATCH_IO_CONCURRENCY calls in flight on any upstream', async () => {
-    for (const name of UPSTREAM_NAMES) await upstreams.mocks[name].set({ latencyMs: 20 })
-    const ids = users(200)
-    const id = await submit(ids)
-    const done = await until(id, (body) => body.status === 'completed')
-    const failures = (await resultLines(id)).filter((line) => line.status !== 'ok').slice(0, 3)
-    expect(done, JSON.stringify(failures)).toMatchObject({ id, status: 'completed', total: 200, done: 200, ok: 200, partial: 0, failed: 0 })
-    expect(done.stages).toEqual({ io: { inFlight: 0, limit: IO_CONCURRENCY }, queue: { size: 0, limit: 5 }, cpu: { busy: 0, threads: 1 } })
-    const lines = await resultLines(id)
-    expect(lines).toHaveLength(200)
-    expect(new Set(lines.map((line) => line.index)).size).toBe(200)
-    for (const line of lines) {
-      expect(line.userId).toBe(ids[line.index])
-      expect(line.status).toBe('ok')
-      expect(line.body.userId).toBe(line.userId)
-    }
-    const stats = await upstreams.allStats()
-    for (const name of UPSTREAM_NAMES) {
-      expect(stats[name].requests, name).toBe(200)
-      expect(stats[name].maxInFlight, name).toBeLessThanOrEqual(IO_CONCURRENCY)
-      expect(stats[name].maxInFlight, name).toBeGreaterThan(1)
-    }
-  })
+  it('aggregates every user once, with at most BATCH_IO_CONCURRENCY calls in flight on any upstream', () => aggregatesEveryUserOnce('batch-user'))
 
   it('streams results while the batch runs, and progress as server-sent events until it ends', async () => {
     for (const name of UPSTREAM_NAMES) await upstreams.mocks[name].set({ latencyMs: 50 })
@@ -141,37 +178,34 @@ describe('a batch of aggregates', () => {
     expect(lines.filter((line) => line.status === 'failed').every((line) => line.error.code === 'AGG_ERR_UPSTREAM_FAILED')).toBe(true)
   })
 
-  it('cancels on DELETE: calls in flight aborted at the upstreams within a second, nothing more is called', async () => {
-    for (const name of UPSTREAM_NAMES) await upstreams.mocks[name].set({ latencyMs: 400 })
-    const id = await submit(users(1000, 'cancel-user'))
-    await eventually(async () => (await upstreams.mocks.orders.stats()).inFlight === IO_CONCURRENCY, 5000, 'the batch at full concurrency')
-    const response = await fetchResponse(`${gateway.origin}/batches/${id}`, { method: 'DELETE' })
-    expect(response.status, describeResponse(response)).toBe(200)
-    expect(response.body.status).toBe('cancelled')
-    await eventually(async () => Object.values(await upstreams.allStats()).every((stats) => stats.inFlight === 0), 1000, 'every upstream idle')
-    const stats = await upstreams.allStats()
-    for (const name of UPSTREAM_NAMES) expect(stats[name].aborted, name).toBeGreaterThan(0)
-    const requests = stats.orders.requests
-    await new Promise((resolve) => setTimeout(resolve, 500))
-    expect((await upstreams.mocks.orders.stats()).requests).toBe(requests)
-    expect((await status(id)).done).toBeLessThan(1000)
+  it('cancels on DELETE: calls in flight aborted at the upstreams within a second, nothing more is called', () => cancelsMidBatch('cancel-user'))
+
+  it('ends deadline-exceeded when the batch outlives BATCH_DEADLINE_MS, the same way', () => endsAtTheDeadline({}, 'late-user'))
+})
+
+describe('a batch on a thread of its own (BATCH_ON_THREAD)', () => {
+  // The helpers above talk to `gateway`: this block points it at a gateway whose batches run on their thread.
+  let inProcess: TestGateway
+  beforeAll(async () => {
+    inProcess = gateway
+    gateway = await buildGateway({
+      ...upstreams.env, ...ROOMY, AGGREGATE_DEADLINE_MS: '3000', BATCH_ON_THREAD: 'true', BATCH_IO_CONCURRENCY: String(IO_CONCURRENCY), BATCH_QUEUE_SIZE: '5', BATCH_MAX_USERS: '2000', BATCH_ITEM_TIMEOUT_MS: '1000', BATCH_DEADLINE_MS: '60000'
+    }, { listen: true })
+  })
+  afterAll(async () => {
+    await gateway?.close()
+    gateway = inProcess
   })
 
-  it('ends deadline-exceeded when the batch outlives BATCH_DEADLINE_MS, the same way', async () => {
-    const short = await buildGateway({ ...upstreams.env, ...ROOMY, AGGREGATE_DEADLINE_MS: '3000', BATCH_IO_CONCURRENCY: '5', BATCH_DEADLINE_MS: '1000', BATCH_ITEM_TIMEOUT_MS: '1000' }, { listen: true })
-    try {
-      for (const name of UPSTREAM_NAMES) await upstreams.mocks[name].set({ latencyMs: 300 })
-      const response = await fetchResponse(`${short.origin}/batches`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ userIds: users(500, 'late-user') }) })
-      const id = response.body.id as string
-      await eventually(async () => (await fetchResponse(`${short.origin}/batches/${id}`)).body.status === 'deadline-exceeded', 5000, 'the batch deadline')
-      await eventually(async () => Object.values(await upstreams.allStats()).every((stats) => stats.inFlight === 0), 1000, 'every upstream idle')
-      const view = (await fetchResponse(`${short.origin}/batches/${id}`)).body
-      expect(view.done).toBeLessThan(500)
-      expect(view.reason).toMatch(/deadline/)
-    } finally {
-      await short.close()
-    }
+  it('aggregates every user once, as in process, with at most BATCH_IO_CONCURRENCY calls in flight on any upstream', async () => {
+    await aggregatesEveryUserOnce('thread-user')
+    // Interactive requests are still served by the gateway itself.
+    expect((await fetchResponse(`${gateway.origin}/aggregate/thread-interactive-user`)).status).toBe(200)
   })
+
+  it('cancels on DELETE: the thread aborts its calls at the upstreams within a second', () => cancelsMidBatch('thread-cancel-user'))
+
+  it('ends deadline-exceeded when the batch outlives BATCH_DEADLINE_MS, the same way', () => endsAtTheDeadline({ BATCH_ON_THREAD: 'true' }, 'thread-late-user'))
 })
 
 describe('POST /batches', () => {

@@ -93,7 +93,16 @@ export async function mergeToResultLine (aggregator: Pick<Aggregator, 'mergeItem
   }
 }
 
+/** One result line as a batch's stages hand it over: its NDJSON text, and what the batch counts of it. */
+export interface StagedLine {
+  text: string
+  status: BatchResultLine['status']
+  retried: boolean
+}
+
 /** Whether any upstream call of the item was tried more than once: the view's `retried` counts these. */
 export function wasRetried (line: BatchResultLine): boolean {
   return line.status !== 'failed' && Object.values(line.body.meta.upstreams).some((report) => report.attempts > 1)
 }
+
+export const stagedLine = (line: BatchResultLine): StagedLine => ({ text: `${JSON.stringify(line)}\n`, status: line.status, retried: wasRetried(line) })

@@ -3,9 +3,33 @@ import { setMaxListeners } from 'node:events'
 import { mkdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Aggregator, FetchedItem } from '../aggregate/aggregator.js'
-import { BatchRefusedError, isFinished, mergeToResultLine, wasRetried, type Batches, type BatchResultLine, type BatchStatus, type BatchView, type StageSample } from './batch-contract.js'
+import { BatchRefusedError, isFinished, mergeToResultLine, stagedLine, type Batches, type BatchResultLine, type BatchStatus, type BatchView, type StagedLine, type StageSample } from './batch-contract.js'
 import { createResultFileWriter, followResultFile, type ResultFileWriter } from './result-file.js'
 import { createTwoStagePipeline, type TwoStageStats } from './two-stage-pipeline.js'
+
+/**
+ * Runs one batch's two stages, here or elsewhere (a thread of their own: src/batch-thread.ts). `run` resolves
+ * once every item's line has been handed to `onLine` (awaited, in order) and rejects with the signal's reason once it
+ * aborts; `stats` is the stages' state now.
+ */
+export type RunStages = (batch: { id: string, userIds: readonly string[] }, options: { signal: AbortSignal, onLine: (line: StagedLine) => Promise<void> }) => {
+  run (): Promise<void>
+  stats (): TwoStageStats
+}
+
+/** The stages on this event loop: stage 1 the aggregator's fan-out, stage 2 its merge. */
+export function runStagesHere (aggregator: Pick<Aggregator, 'fetchItem' | 'mergeItem'>, settings: Pick<BatchSettings, 'ioConcurrency' | 'queueSize' | 'cpuConcurrency' | 'itemTimeoutMs' | 'retries'>): RunStages {
+  return (batch, { signal, onLine }) => createTwoStagePipeline<string, FetchedItem, BatchResultLine>({
+    items: batch.userIds,
+    ioConcurrency: settings.ioConcurrency,
+    queueSize: settings.queueSize,
+    cpuConcurrency: settings.cpuConcurrency,
+    signal,
+    io: (userId, index, itemSignal) => aggregator.fetchItem(userId, { signal: itemSignal, requestId: `${batch.id}:${index}`, perTryTimeoutMs: settings.itemTimeoutMs, retries: settings.retries }),
+    cpu: (fetched, index, itemSignal) => mergeToResultLine(aggregator, fetched, index, itemSignal),
+    onResult: (line) => onLine(stagedLine(line))
+  })
+}
 
 export interface BatchSettings {
   ioConcurrency: number
@@ -34,7 +58,7 @@ interface Batch {
   endedAt?: number
   counts: { done: number, ok: number, partial: number, failed: number, retried: number }
   readonly controller: AbortController
-  pipeline?: { stats (): TwoStageStats }
+  stages?: { stats (): TwoStageStats }
   readonly file: string
   bytes: number
   samples: StageSample[]
@@ -43,12 +67,12 @@ interface Batch {
 }
 
 /**
- * Batches of aggregates: each runs the two-stage pipeline (stage 1 the fan-out, stage 2 the merge) and writes its
- * results to disk as NDJSON as they complete, so memory stays flat however many there are and a slow reader costs
+ * Batches of aggregates: each runs the two-stage pipeline (stage 1 the fan-out, stage 2 the merge) through
+ * `runStages` and writes its results to disk as NDJSON as they complete, so memory stays flat however many there are and a slow reader costs
  * disk, not heap. At most `maxRunning` run at once (the rest wait as `queued`); finished ones are kept for `retainMs`,
  * at most `maxRetained` of them and `maxResultBytes` of results, then forgotten with their file.
  */
-export function createBatches (aggregator: Pick<Aggregator, 'fetchItem' | 'mergeItem'>, settings: BatchSettings): Batches {
+export function createBatches (runStages: RunStages, settings: BatchSettings): Batches {
   const batches = new Map<string, Batch>()
   let resultBytes = 0
   const ready = mkdir(settings.resultsDirectory, { recursive: true })
@@ -56,7 +80,7 @@ export function createBatches (aggregator: Pick<Aggregator, 'fetchItem' | 'merge
   const notify = (batch: Batch) => { for (const listener of batch.listeners) listener() }
 
   function view (batch: Batch): BatchView {
-    const stats: TwoStageStats = batch.pipeline?.stats() ?? { io: { inFlight: 0, limit: settings.ioConcurrency }, queue: { size: 0, limit: settings.queueSize }, cpu: { busy: 0, threads: settings.cpuConcurrency }, done: 0 }
+    const stats: TwoStageStats = batch.stages?.stats() ?? { io: { inFlight: 0, limit: settings.ioConcurrency }, queue: { size: 0, limit: settings.queueSize }, cpu: { busy: 0, threads: settings.cpuConcurrency }, done: 0 }
     const running = batch.status === 'running'
     const result: BatchView = {
       id: batch.id,
@@ -110,7 +134,7 @@ export function createBatches (aggregator: Pick<Aggregator, 'fetchItem' | 'merge
     let unwritten = 0
     let lastDone = 0
     const sampler = setInterval(() => {
-      const stats = batch.pipeline?.stats()
+      const stats = batch.stages?.stats()
       if (!stats) return
       const itemsPerSecond = ((batch.counts.done - lastDone) * 1000) / SAMPLE_MS
       lastDone = batch.counts.done
@@ -129,24 +153,18 @@ export function createBatches (aggregator: Pick<Aggregator, 'fetchItem' | 'merge
         unwritten -= bytes
         notify(batch)
       })
-      const pipeline = createTwoStagePipeline<string, FetchedItem, BatchResultLine>({
-        items: batch.userIds,
-        ioConcurrency: settings.ioConcurrency,
-        queueSize: settings.queueSize,
-        cpuConcurrency: settings.cpuConcurrency,
+      const stages = runStages(batch, {
         signal,
-        io: (userId, index, itemSignal) => aggregator.fetchItem(userId, { signal: itemSignal, requestId: `${batch.id}:${index}`, perTryTimeoutMs: settings.itemTimeoutMs, retries: settings.retries }),
-        cpu: (fetched, index, itemSignal) => mergeToResultLine(aggregator, fetched, index, itemSignal),
-        onResult: async (line) => {
-          const bytes = Buffer.from(`${JSON.stringify(line)}\n`)
+        onLine: async (line) => {
+          const bytes = Buffer.from(line.text)
           if (resultBytes + unwritten + bytes.length > settings.maxResultBytes) throw new BatchRefusedError(`results would exceed BATCH_MAX_RESULT_BYTES (${settings.maxResultBytes})`)
           unwritten += bytes.length
           count(batch, line)
           await file.append(bytes)
         }
       })
-      batch.pipeline = pipeline
-      await pipeline.run()
+      batch.stages = stages
+      await stages.run()
       await file.close()
     } catch (error) {
       if (signal.aborted) {
@@ -169,10 +187,10 @@ export function createBatches (aggregator: Pick<Aggregator, 'fetchItem' | 'merge
     }
   }
 
-  function count (batch: Batch, line: BatchResultLine) {
+  function count (batch: Batch, line: StagedLine) {
     batch.counts.done++
     batch.counts[line.status]++
-    if (wasRetried(line)) batch.counts.retried++
+    if (line.retried) batch.counts.retried++
   }
 
   return {

@@ -1,0 +1,112 @@
+import { fileURLToPath } from 'node:url'
+import { Worker } from 'node:worker_threads'
+import type { Config } from '../config.js'
+import type { StagedLine } from '../lib/batch/batch-contract.js'
+import type { RunStages } from '../lib/batch/batches.js'
+import type { MergeWorkerEntry } from './merge-pool.js'
+
+export interface BatchThreadData {
+  variables: Readonly<Record<string, string>>
+  registryModule: string
+  mergeWorker?: MergeWorkerEntry
+}
+export type ToBatchThread =
+  | { type: 'run', id: string, userIds: string[], stats: SharedArrayBuffer }
+  | { type: 'cancel', id: string, name: string, message: string }
+  | { type: 'written', id: string }
+  | { type: 'close' }
+export type FromBatchThread =
+  | { type: 'ready' }
+  | { type: 'line', id: string, line: StagedLine }
+  | { type: 'end', id: string, error?: string }
+
+const fromSource = fileURLToPath(import.meta.url).endsWith('.ts')
+
+/**
+ * The main thread's side of the batch thread (BATCH_ON_THREAD, src/batch-thread.ts), started with the first
+ * batch: {@link RunStages} whose stages run there. Cancellation and the deadline reach it as a message; each line comes
+ * back to be written here, and is acknowledged once written (the thread pauses past 256 unwritten lines). `mergeWorker`
+ * (tests pass a compiled one) says where the compiled modules are: the thread's entry is src/batch-thread beside its folder.
+ */
+export function createBatchThreadRunner (config: Config, mergeWorker?: MergeWorkerEntry) {
+  const entry = mergeWorker
+    ? { filename: new URL('../batch-thread.js', mergeWorker.filename), execArgv: mergeWorker.execArgv }
+    : { filename: new URL(`../batch-thread.${fromSource ? 'ts' : 'js'}`, import.meta.url), execArgv: fromSource ? ['--import', 'tsx'] : [] }
+  let starting: Promise<Worker> | undefined
+  const thread = () => {
+    starting ??= new Promise((resolve, reject) => {
+      const worker = new Worker(entry.filename, {
+        execArgv: entry.execArgv,
+        workerData: { variables: config.variables, registryModule: config.registry.module, mergeWorker } satisfies BatchThreadData
+      })
+      worker.once('message', () => { worker.off('error', reject); resolve(worker) })
+      worker.once('error', reject)
+    })
+    return starting
+  }
+
+  const runStages: RunStages = (batch, { signal, onLine }) => {
+    const stats = new Int32Array(new SharedArrayBuffer(3 * Int32Array.BYTES_PER_ELEMENT))
+    let done = 0
+    return {
+      stats: () => ({
+        io: { inFlight: Atomics.load(stats, 0), limit: config.batch.ioConcurrency },
+        queue: { size: Atomics.load(stats, 1), limit: config.batch.queueSize },
+        cpu: { busy: Atomics.load(stats, 2), threads: config.batch.cpuConcurrency },
+        done
+      }),
+      run: async () => {
+        const worker = await thread()
+        const post = (message: ToBatchThread) => worker.postMessage(message)
+        await new Promise<void>((resolve, reject) => {
+          let writing = Promise.resolve()
+          const onAbort = () => {
+            const reason = signal.reason as Error | undefined
+            post({ type: 'cancel', id: batch.id, name: reason?.name ?? 'AbortError', message: reason?.message ?? 'aborted' })
+          }
+          const onExit = () => reject(new Error('the batch thread stopped'))
+          const onMessage = (message: FromBatchThread) => {
+            if (message.type === 'ready' || message.id !== batch.id) return
+            if (message.type === 'line') {
+              writing = writing.then(async () => {
+                if (signal.aborted) return
+                await onLine(message.line)
+                done++
+                post({ type: 'written', id: batch.id })
+              })
+              // A line that cannot be written (results full, disk) fails the batch, as it would in process.
+              writing.catch((error: unknown) => { post({ type: 'cancel', id: batch.id, name: 'Error', message: (error as Error).message }); reject(error) })
+              return
+            }
+            worker.off('message', onMessage)
+            worker.off('exit', onExit)
+            signal.removeEventListener('abort', onAbort)
+            writing.then(() => {
+              if (signal.aborted) reject(signal.reason)
+              else if (message.error !== undefined) reject(new Error(message.error))
+              else resolve()
+            }, reject)
+          }
+          worker.on('message', onMessage)
+          worker.once('exit', onExit)
+          signal.addEventListener('abort', onAbort, { once: true })
+          post({ type: 'run', id: batch.id, userIds: [...batch.userIds], stats: stats.buffer as SharedArrayBuffer })
+        })
+      }
+    }
+  }
+
+  return {
+    runStages,
+    /** Closes the thread's clients and pool, then the thread; a thread never started is left alone. */
+    async close () {
+      if (!starting) return
+      const worker = await starting.catch(() => undefined)
+      if (!worker) return
+      const exited = new Promise((resolve) => worker.once('exit', resolve))
+      worker.postMessage({ type: 'close' } satisfies ToBatchThread)
+      await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 5000).unref())])
+      await worker.terminate()
+    }
+  }
+}
