@@ -29,9 +29,8 @@ export interface Aggregation {
  * whose threads the OS runs only when the event loop and the interactive merges leave it a core: a batch takes the CPU
  * interactive traffic does not use, never a thread it needs. A batch worker or the batch thread (`interactive: false`)
  * has only that pool; a gateway that takes no batch items (BATCH_GATEWAY_TAKES_ITEMS=false, or BATCH_ON_THREAD) only
- * the interactive one. Both count their work
- * in one set of counters. A circuit breaker's change of state is logged once, here. `mergeWorker` is for tests
- * (src/workers/merge-pool.ts).
+ * the interactive one. The pools of one thread count their work in one set of counters. A circuit breaker's change of
+ * state is logged once, here. `mergeWorker` is for tests (src/workers/merge-pool.ts).
  */
 export async function createAggregation (config: Config, logger: CircuitLogger, { mergeWorker, interactive = true }: { mergeWorker?: MergeWorkerEntry, interactive?: boolean } = {}): Promise<Aggregation> {
   const { registry, upstreams, upstreamTransport, aggregate, staleCache, mergePool: poolSettings, batch } = config

@@ -41,6 +41,8 @@ export function createBatchThreadRunner (config: Config, mergeWorker?: MergeWork
       })
       worker.once('message', () => { worker.off('error', reject); resolve(worker) })
       worker.once('error', reject)
+      // A thread that died (its batches failed with it) is replaced by the next batch.
+      worker.once('exit', () => { starting = undefined })
     })
     return starting
   }

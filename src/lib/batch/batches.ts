@@ -68,8 +68,8 @@ interface Batch {
 
 /**
  * Batches of aggregates: each runs the two-stage pipeline (stage 1 the fan-out, stage 2 the merge) through
- * `runStages` and writes its results to disk as NDJSON as they complete, so memory stays flat however many there are and a slow reader costs
- * disk, not heap. At most `maxRunning` run at once (the rest wait as `queued`); finished ones are kept for `retainMs`,
+ * `runStages` and writes its results to disk as NDJSON as they complete, so memory stays flat however many there are
+ * and a slow reader costs disk, not heap. At most `maxRunning` run at once (the rest wait as `queued`); finished ones are kept for `retainMs`,
  * at most `maxRetained` of them and `maxResultBytes` of results, then forgotten with their file.
  */
 export function createBatches (runStages: RunStages, settings: BatchSettings): Batches {
