@@ -30,13 +30,14 @@ export interface Aggregation {
  * interactive traffic does not use, never a thread it needs. A batch worker or the batch thread (`interactive: false`)
  * has only that pool; a gateway that takes no batch items (BATCH_GATEWAY_TAKES_ITEMS=false, or BATCH_ON_THREAD) only
  * the interactive one. The pools of one thread count their work in one set of counters. A circuit breaker's change of
- * state is logged once, here. `mergeWorker` is for tests (src/workers/merge-pool.ts).
+ * state is logged once, here. `workCounters` are another thread's (the batch thread adds to the gateway's);
+ * `mergeWorker` is for tests (src/workers/merge-pool.ts).
  */
-export async function createAggregation (config: Config, logger: CircuitLogger, { mergeWorker, interactive = true }: { mergeWorker?: MergeWorkerEntry, interactive?: boolean } = {}): Promise<Aggregation> {
+export async function createAggregation (config: Config, logger: CircuitLogger, { mergeWorker, interactive = true, workCounters: sharedWork }: { mergeWorker?: MergeWorkerEntry, interactive?: boolean, workCounters?: SharedArrayBuffer } = {}): Promise<Aggregation> {
   const { registry, upstreams, upstreamTransport, aggregate, staleCache, mergePool: poolSettings, batch } = config
   // A gateway merges batch items itself unless they run on its batch thread or on other processes.
   const mergesBatchItems = !interactive || (batch.distributed ? batch.distributed.gatewayTakesItems : !batch.onThread)
-  const workCounters = sharedCounters(MERGE_WORK_COUNTERS).buffer
+  const workCounters = sharedCounters(MERGE_WORK_COUNTERS, sharedWork).buffer
   const [interactivePool, batchPool] = await Promise.all([
     interactive ? createMergePool(registry, { ...poolSettings, workCounters }, mergeWorker) : undefined,
     mergesBatchItems ? createMergePool(registry, { ...poolSettings, threads: batch.cpuConcurrency, niceness: batch.cpuNiceness, workCounters }, mergeWorker) : undefined

@@ -11,11 +11,11 @@ import type { BatchThreadData, FromBatchThread, ToBatchThread } from './workers/
 // and batch merge pool, built from the gateway's own settings, so a batch's calls and garbage stay off the event loop
 // that serves interactive requests. Each line goes to the main thread, which writes the result file.
 
-const { variables, registryModule, mergeWorker } = workerData as BatchThreadData
+const { variables, registryModule, mergeWorker, workCounters } = workerData as BatchThreadData
 const { registry } = await import(registryModule) as { registry: UpstreamRegistry }
 const config = loadConfig(variables, { ...registry, module: registryModule })
 const logger = pino({ level: config.logLevel })
-const aggregation = await createAggregation(config, logger, { mergeWorker, interactive: false })
+const aggregation = await createAggregation(config, logger, { mergeWorker, interactive: false, workCounters })
 const runStages = runStagesHere(aggregation.aggregator, config.batch)
 const port = parentPort!
 // Lines posted and not yet written by the main thread: at most this many wait in the port for one batch.

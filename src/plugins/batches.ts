@@ -22,7 +22,7 @@ export default fp<{ mergeWorker?: MergeWorkerEntry }>(async function batches (fa
   const { batch } = fastify.config
   const { distributed } = batch
   if (!distributed) {
-    const thread = batch.onThread ? createBatchThreadRunner(fastify.config, mergeWorker) : undefined
+    const thread = batch.onThread ? createBatchThreadRunner(fastify.config, { mergeWorker, workCounters: fastify.mergePool.workCounters }) : undefined
     const batches = createBatches(thread?.runStages ?? runStagesHere(fastify.aggregator, batch), batch)
     fastify.decorate('batches', batches)
     fastify.addHook('preClose', async () => {

@@ -9,6 +9,8 @@ export interface BatchThreadData {
   variables: Readonly<Record<string, string>>
   registryModule: string
   mergeWorker?: MergeWorkerEntry
+  /** The gateway's merge-work counters: the thread's merges are counted with its own. */
+  workCounters?: SharedArrayBuffer
 }
 export type ToBatchThread =
   | { type: 'run', id: string, userIds: string[], stats: SharedArrayBuffer }
@@ -28,7 +30,7 @@ const fromSource = fileURLToPath(import.meta.url).endsWith('.ts')
  * back to be written here, and is acknowledged once written (the thread pauses past 256 unwritten lines). `mergeWorker`
  * (tests pass a compiled one) says where the compiled modules are: the thread's entry is src/batch-thread beside its folder.
  */
-export function createBatchThreadRunner (config: Config, mergeWorker?: MergeWorkerEntry) {
+export function createBatchThreadRunner (config: Config, { mergeWorker, workCounters }: { mergeWorker?: MergeWorkerEntry, workCounters?: SharedArrayBuffer } = {}) {
   const entry = mergeWorker
     ? { filename: new URL('../batch-thread.js', mergeWorker.filename), execArgv: mergeWorker.execArgv }
     : { filename: new URL(`../batch-thread.${fromSource ? 'ts' : 'js'}`, import.meta.url), execArgv: fromSource ? ['--import', 'tsx'] : [] }
@@ -37,7 +39,7 @@ export function createBatchThreadRunner (config: Config, mergeWorker?: MergeWork
     starting ??= new Promise((resolve, reject) => {
       const worker = new Worker(entry.filename, {
         execArgv: entry.execArgv,
-        workerData: { variables: config.variables, registryModule: config.registry.module, mergeWorker } satisfies BatchThreadData
+        workerData: { variables: config.variables, registryModule: config.registry.module, mergeWorker, workCounters } satisfies BatchThreadData
       })
       worker.once('message', () => { worker.off('error', reject); resolve(worker) })
       worker.once('error', reject)

@@ -124,6 +124,8 @@ export async function createMergePool (registry: UpstreamRegistry, settings: Mer
     runner,
     /** Threads are up and the pool is accepting work. */
     isReady: () => !closing && pool.threads.length > 0,
+    /** The shared memory its work is counted in (and any pool given the same buffer). */
+    workCounters: work.buffer,
     stats: () => ({ threads: pool.threads.length, queueSize: admission.queued, maxQueue, utilization: pool.utilization, completed: pool.completed, work: work.readAll() }),
     async close () {
       closing = true

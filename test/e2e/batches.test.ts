@@ -198,7 +198,11 @@ describe('a batch on a thread of its own (BATCH_ON_THREAD)', () => {
   })
 
   it('aggregates every user once, as in process, with at most BATCH_IO_CONCURRENCY calls in flight on any upstream', async () => {
+    const mergesCounted = async () => Number(/^aggregate_merge_tasks_total (\d+)$/m.exec((await gateway.inject({ url: '/metrics' })).body)?.[1])
+    const countedBefore = await mergesCounted()
     await aggregatesEveryUserOnce('thread-user')
+    // The thread's merges are counted with the gateway's.
+    expect(await mergesCounted() - countedBefore).toBeGreaterThanOrEqual(200)
     // Interactive requests are still served by the gateway itself.
     expect((await fetchResponse(`${gateway.origin}/aggregate/thread-interactive-user`)).status).toBe(200)
   })
