@@ -14,9 +14,9 @@ declare module 'fastify' {
 
 /**
  * Batches of aggregates. In this process on the aggregator's own stages, or with BATCH_ON_THREAD on a thread of their
- * own (cancelled, with their result files removed, on close); or, with BATCH_REDIS_URL, in Redis as BullMQ jobs shared by every gateway and batch-worker process, this
- * gateway taking items too unless BATCH_GATEWAY_TAKES_ITEMS=false (on close it finishes the items it holds and leaves
- * the batches to the others).
+ * own (cancelled, with their result files removed, on close); or, with BATCH_REDIS_URL, in Redis as BullMQ jobs shared
+ * by every gateway and batch-worker process, this gateway taking items too unless BATCH_GATEWAY_TAKES_ITEMS=false (on
+ * close it finishes the items it holds and leaves the batches to the others).
  */
 export default fp<{ mergeWorker?: MergeWorkerEntry }>(async function batches (fastify, { mergeWorker }) {
   const { batch } = fastify.config

@@ -51,19 +51,19 @@ export function createBatchThreadRunner (config: Config, { mergeWorker, workCoun
 
   const runStages: RunStages = (batch, { signal, onLine }) => {
     const stats = new Int32Array(new SharedArrayBuffer(3 * Int32Array.BYTES_PER_ELEMENT))
-    let done = 0
     return {
       stats: () => ({
         io: { inFlight: Atomics.load(stats, 0), limit: config.batch.ioConcurrency },
         queue: { size: Atomics.load(stats, 1), limit: config.batch.queueSize },
-        cpu: { busy: Atomics.load(stats, 2), threads: config.batch.cpuConcurrency },
-        done
+        cpu: { busy: Atomics.load(stats, 2), threads: config.batch.cpuConcurrency }
       }),
       run: async () => {
         const worker = await thread()
         const post = (message: ToBatchThread) => worker.postMessage(message)
         await new Promise<void>((resolve, reject) => {
           let writing = Promise.resolve()
+          // Set once a line could not be written: the batch has failed, later lines are dropped.
+          let failed = false
           const onAbort = () => {
             const reason = signal.reason as Error | undefined
             post({ type: 'cancel', id: batch.id, name: reason?.name ?? 'AbortError', message: reason?.message ?? 'aborted' })
@@ -73,23 +73,26 @@ export function createBatchThreadRunner (config: Config, { mergeWorker, workCoun
             if (message.type === 'ready' || message.id !== batch.id) return
             if (message.type === 'line') {
               writing = writing.then(async () => {
-                if (signal.aborted) return
+                if (signal.aborted || failed) return
                 await onLine(message.line)
-                done++
                 post({ type: 'written', id: batch.id })
+              }).catch((error: unknown) => {
+                // A line that cannot be written (results full, disk) fails the batch, as it would in process.
+                failed = true
+                post({ type: 'cancel', id: batch.id, name: 'Error', message: (error as Error).message })
+                reject(error)
               })
-              // A line that cannot be written (results full, disk) fails the batch, as it would in process.
-              writing.catch((error: unknown) => { post({ type: 'cancel', id: batch.id, name: 'Error', message: (error as Error).message }); reject(error) })
               return
             }
             worker.off('message', onMessage)
             worker.off('exit', onExit)
             signal.removeEventListener('abort', onAbort)
+            // After the lines before it: a batch ends once every line it sent is written.
             writing.then(() => {
               if (signal.aborted) reject(signal.reason)
               else if (message.error !== undefined) reject(new Error(message.error))
               else resolve()
-            }, reject)
+            })
           }
           worker.on('message', onMessage)
           worker.once('exit', onExit)

@@ -108,6 +108,26 @@ async function endsAtTheDeadline (env: Record<string, string>, prefix: string) {
   }
 }
 
+/** A gateway whose kept results may use 1 MiB (and `env`): a batch that would write more fails, saying why. */
+async function failsWhenResultsAreFull (env: Record<string, string>, prefix: string) {
+  const small = await buildGateway({ ...upstreams.env, ...ROOMY, ...env, AGGREGATE_DEADLINE_MS: '3000', BATCH_MAX_RESULT_BYTES: String(1024 * 1024) }, { listen: true })
+  try {
+    for (const name of UPSTREAM_NAMES) await upstreams.mocks[name].set({ latencyMs: 5 })
+    // About 4 KB a line: 600 lines are more than twice the 1 MiB.
+    const response = await fetchResponse(`${small.origin}/batches`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ userIds: users(600, prefix) }) })
+    const id = response.body.id as string
+    await eventually(async () => (await fetchResponse(`${small.origin}/batches/${id}`)).body.status === 'failed', 20_000, 'the batch to fail')
+    const view = (await fetchResponse(`${small.origin}/batches/${id}`)).body
+    expect(view.reason).toMatch(/BATCH_MAX_RESULT_BYTES/)
+    expect(view.done).toBeLessThan(600)
+    const text = await (await fetch(`${small.origin}/batches/${id}/results`)).text()
+    expect(text.length).toBeLessThanOrEqual(1024 * 1024)
+    expect(text.trim().split('\n')).toHaveLength(view.done)
+  } finally {
+    await small.close()
+  }
+}
+
 /** This process's threads (the gateway runs in it) with their nice value and CPU time so far, from /proc. */
 function threads () {
   return readdirSync('/proc/self/task').map((tid) => {
@@ -181,6 +201,8 @@ describe('a batch of aggregates', () => {
   it('cancels on DELETE: calls in flight aborted at the upstreams within a second, nothing more is called', () => cancelsMidBatch('cancel-user'))
 
   it('ends deadline-exceeded when the batch outlives BATCH_DEADLINE_MS, the same way', () => endsAtTheDeadline({}, 'late-user'))
+
+  it('fails, saying why, when its results would pass BATCH_MAX_RESULT_BYTES', () => failsWhenResultsAreFull({}, 'full-user'))
 })
 
 describe('a batch on a thread of its own (BATCH_ON_THREAD)', () => {
@@ -210,6 +232,8 @@ describe('a batch on a thread of its own (BATCH_ON_THREAD)', () => {
   it('cancels on DELETE: the thread aborts its calls at the upstreams within a second', () => cancelsMidBatch('thread-cancel-user'))
 
   it('ends deadline-exceeded when the batch outlives BATCH_DEADLINE_MS, the same way', () => endsAtTheDeadline({ BATCH_ON_THREAD: 'true' }, 'thread-late-user'))
+
+  it('fails, saying why, when its results would pass BATCH_MAX_RESULT_BYTES', () => failsWhenResultsAreFull({ BATCH_ON_THREAD: 'true' }, 'thread-full-user'))
 })
 
 describe('POST /batches', () => {

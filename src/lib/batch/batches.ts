@@ -14,8 +14,11 @@ import { createTwoStagePipeline, type TwoStageStats } from './two-stage-pipeline
  */
 export type RunStages = (batch: { id: string, userIds: readonly string[] }, options: { signal: AbortSignal, onLine: (line: StagedLine) => Promise<void> }) => {
   run (): Promise<void>
-  stats (): TwoStageStats
+  stats (): StageStats
 }
+
+/** What a batch's view shows of its stages (how many are done, the batch counts itself). */
+export type StageStats = Omit<TwoStageStats, 'done'>
 
 /** The stages on this event loop: stage 1 the aggregator's fan-out, stage 2 its merge. */
 export function runStagesHere (aggregator: Pick<Aggregator, 'fetchItem' | 'mergeItem'>, settings: Pick<BatchSettings, 'ioConcurrency' | 'queueSize' | 'cpuConcurrency' | 'itemTimeoutMs' | 'retries'>): RunStages {
@@ -58,7 +61,7 @@ interface Batch {
   endedAt?: number
   counts: { done: number, ok: number, partial: number, failed: number, retried: number }
   readonly controller: AbortController
-  stages?: { stats (): TwoStageStats }
+  stages?: { stats (): StageStats }
   readonly file: string
   bytes: number
   samples: StageSample[]
@@ -80,7 +83,7 @@ export function createBatches (runStages: RunStages, settings: BatchSettings): B
   const notify = (batch: Batch) => { for (const listener of batch.listeners) listener() }
 
   function view (batch: Batch): BatchView {
-    const stats: TwoStageStats = batch.stages?.stats() ?? { io: { inFlight: 0, limit: settings.ioConcurrency }, queue: { size: 0, limit: settings.queueSize }, cpu: { busy: 0, threads: settings.cpuConcurrency }, done: 0 }
+    const stats: StageStats = batch.stages?.stats() ?? { io: { inFlight: 0, limit: settings.ioConcurrency }, queue: { size: 0, limit: settings.queueSize }, cpu: { busy: 0, threads: settings.cpuConcurrency } }
     const running = batch.status === 'running'
     const result: BatchView = {
       id: batch.id,
