@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { UPSTREAM_NAMES, upstreamVariable } from '../src/lib/contract/upstreams.js'
 import { alternate } from './lib/context.js'
-import { aggregatePaths, runLoad } from './lib/load.js'
+import { BESIDE_BATCH, besideBatchSetup, runBesideBatch } from './lib/load.js'
 import { SCRIPTS, startService, type Service } from './lib/processes.js'
 
 // One batch, in process and across processes: N users with every upstream at L ms, 50 calls in flight per upstream.
@@ -40,7 +40,7 @@ const WORKER_COUNTS = options.workers.split(',').map(Number)
 const LIMIT = 50
 const WARM_UP_USERS = Math.min(USERS, 500)
 const INTERACTIVE = options.interactive
-const INTERACTIVE_AFTER_MS = 3000
+const INTERACTIVE_SECONDS = 8
 
 const DIST = join(dirname(fileURLToPath(import.meta.url)), '..')
 const WORKER_SCRIPT = join(DIST, 'src/batch-worker.js')
@@ -134,7 +134,7 @@ function cpuSecondsOf (pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / 100
 }
 
-const interactive = (gateway: Service) => runLoad({ origin: gateway.origin, paths: aggregatePaths(200, 'interactive-user'), connections: 10, overallRate: 20, durationSeconds: 8 })
+const interactive = (gateway: Service) => runBesideBatch(gateway.origin, INTERACTIVE_SECONDS)
 
 async function runBatch (gateway: Service, mocks: Mocks, pids: number[], users: number, withInteractive = false): Promise<Measurement> {
   const alone = withInteractive ? await interactive(gateway) : null
@@ -146,7 +146,7 @@ async function runBatch (gateway: Service, mocks: Mocks, pids: number[], users: 
   const body = await created.text()
   if (created.status !== 202) throw new Error(`POST /batches answered ${created.status}: ${body.slice(0, 300)}`)
   const { id } = JSON.parse(body) as { id: string }
-  const during = withInteractive ? sleep(INTERACTIVE_AFTER_MS).then(() => interactive(gateway)) : null
+  const during = withInteractive ? sleep(BESIDE_BATCH.afterMs).then(() => interactive(gateway)) : null
   let view: { status: string, durationMs: number, ok: number, retried: number } = { status: 'queued', durationMs: 0, ok: 0, retried: 0 }
   const inFlightSamples: number[] = []
   do {
@@ -244,7 +244,7 @@ try {
     `|---|---|---|---|---|---|---|---|${INTERACTIVE ? '---|' : ''}`,
     ...rows.map((row) => `| ${row.join(' | ')} |`)
   ].join('\n')
-  const setup = `${USERS} users, every upstream at ${LATENCY_MS} ms (no jitter), ${LIMIT} in flight per upstream: physical limit ${physicalSeconds.toFixed(1)} s.${INTERACTIVE ? ` Interactive GET /aggregate for other users at 20/s over 10 connections for 8 s to the variant's gateway, before the batch and from ${INTERACTIVE_AFTER_MS / 1000} s into it (those requests are in the wall time and the CPU, and their calls in the mocks' peak in flight).` : ''} ${ROUNDS} round(s), alternating in ABBA order; each variant on its own processes (and Redis), started once and warmed up with ${WARM_UP_USERS} users. Node ${process.version}, ${spawnSync('nproc', { encoding: 'utf8' }).stdout.trim()} cores, load average before the run: ${spawnSync('cat', ['/proc/loadavg'], { encoding: 'utf8' }).stdout.split(' ').slice(0, 3).join(' ')}.`
+  const setup = `${USERS} users, every upstream at ${LATENCY_MS} ms (no jitter), ${LIMIT} in flight per upstream: physical limit ${physicalSeconds.toFixed(1)} s.${INTERACTIVE ? ` To the variant's gateway, ${besideBatchSetup(INTERACTIVE_SECONDS)} (those requests are in the wall time and the CPU, and their calls in the mocks' peak in flight).` : ''} ${ROUNDS} round(s), alternating in ABBA order; each variant on its own processes (and Redis), started once and warmed up with ${WARM_UP_USERS} users. Node ${process.version}, ${spawnSync('nproc', { encoding: 'utf8' }).stdout.trim()} cores, load average before the run: ${spawnSync('cat', ['/proc/loadavg'], { encoding: 'utf8' }).stdout.split(' ').slice(0, 3).join(' ')}.`
   console.log(`\n${setup}\n\n${table}`)
   mkdirSync(RESULTS, { recursive: true })
   const file = `${USERS === 10_000 && LATENCY_MS === 100 ? 'batch-distributed' : `batch-distributed-${USERS}x${LATENCY_MS}ms`}${INTERACTIVE ? '-interactive' : ''}`

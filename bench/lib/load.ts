@@ -39,3 +39,17 @@ export function runClient (request: ClientRequest): Promise<RetryStormResult | B
 
 /** Paths for `users` distinct user ids, so caches see a realistic spread. */
 export const aggregatePaths = (users = 200, prefix = 'bench-user') => Array.from({ length: users }, (_, index) => `/aggregate/${prefix}-${index}`)
+
+/**
+ * Interactive traffic beside a batch (scenario 13, bench/batch-distributed.ts): GET /aggregate for 200 other users at
+ * `rate` a second over `connections`, measured alone and again from `afterMs` into the batch, once it runs at full speed.
+ */
+export const BESIDE_BATCH = { rate: 20, connections: 10, afterMs: 3000 } as const
+
+/** One window of {@link BESIDE_BATCH} traffic on `origin`. */
+export const runBesideBatch = (origin: string, durationSeconds: number) =>
+  runLoad({ origin, paths: aggregatePaths(200, 'interactive-user'), connections: BESIDE_BATCH.connections, overallRate: BESIDE_BATCH.rate, durationSeconds })
+
+/** How {@link BESIDE_BATCH} traffic is described in a result's setup. */
+export const besideBatchSetup = (durationSeconds: number) =>
+  `interactive GET /aggregate for other users at ${BESIDE_BATCH.rate}/s over ${BESIDE_BATCH.connections} connections for ${durationSeconds} s, alone before the batch and again from ${BESIDE_BATCH.afterMs / 1000} s into it`

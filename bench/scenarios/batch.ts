@@ -4,7 +4,7 @@ import { UPSTREAM_NAMES } from '../../src/lib/contract/upstreams.js'
 import { BENCH_PORTS, type BenchContext, type Gateway, type ScenarioResult } from '../lib/context.js'
 import { metricValues } from '../lib/gateway.js'
 import { watchPeakRss } from '../lib/processes.js'
-import { aggregatePaths, runLoad } from '../lib/load.js'
+import { BESIDE_BATCH, besideBatchSetup, runBesideBatch } from '../lib/load.js'
 import { ratio, spread } from '../lib/stats.js'
 
 // 13. A batch of 10,000 users with every upstream at 100 ms: stage 1 holds 50 items in flight, so the physical limit is
@@ -14,9 +14,6 @@ import { ratio, spread } from '../lib/stats.js'
 
 const LATENCY_MS = 100
 const IO_CONCURRENCY = 50
-const INTERACTIVE_RATE = 20
-// The interactive window opens this long into a batch, once stage 1 is at full speed.
-const INTERACTIVE_AFTER_MS = 3000
 // The gateway's default BATCH_CPU_NICENESS: its batch merge threads are the ones at this niceness.
 const BATCH_CPU_NICENESS = 10
 
@@ -53,7 +50,7 @@ export async function batch (context: BenchContext): Promise<ScenarioResult> {
   const floor = await context.startBaseline('floorBaseline', BENCH_PORTS.c)
   try {
     // Interactive traffic at a modest fixed rate, alone and then while the batch runs: its p99 should barely move.
-    const interactive = (origin: string) => runLoad({ origin, paths: aggregatePaths(200, 'interactive-user'), connections: 10, overallRate: INTERACTIVE_RATE, durationSeconds: context.durationSeconds })
+    const interactive = (origin: string) => runBesideBatch(origin, context.durationSeconds)
     // The mocks count every call: the batch's own peak is read outside the window where interactive calls add to it.
     const peakInFlight = async () => Math.max(...(await Promise.all(UPSTREAM_NAMES.map((name) => context.mocks.stats(name)))).map((upstream) => upstream.maxInFlight))
     const mocksCpuSeconds = () => {
@@ -89,7 +86,7 @@ export async function batch (context: BenchContext): Promise<ScenarioResult> {
       for await (const chunk of body as AsyncIterable<Buffer>) for (let at = chunk.indexOf(10); at !== -1; at = chunk.indexOf(10, at + 1)) lines++
       return lines
     })
-    await sleep(INTERACTIVE_AFTER_MS)
+    await sleep(BESIDE_BATCH.afterMs)
     const rampPeak = await peakInFlight()
     const during = await withLoopDelay(gateway, () => interactive(gateway.origin))
     await context.mocks.resetStats()
@@ -118,7 +115,7 @@ export async function batch (context: BenchContext): Promise<ScenarioResult> {
       if (!response.ok) throw new Error(`the floor's batch failed: ${await response.text()}`)
       return await response.json() as { wallSeconds: number }
     })
-    await sleep(INTERACTIVE_AFTER_MS)
+    await sleep(BESIDE_BATCH.afterMs)
     const floorDuring = await interactive(floor.origin)
     const { wallSeconds: floorSeconds } = await floorRun
     const floorCpuPerItem = { floor: perItem(floorCpuBefore.floor, floor.cpuSeconds()), mocks: perItem(floorCpuBefore.mocks, mocksCpuSeconds()) }
@@ -153,8 +150,8 @@ export async function batch (context: BenchContext): Promise<ScenarioResult> {
     return {
       id: 'batch',
       title: `13. A batch of ${users.toLocaleString('en')} users at ${LATENCY_MS} ms: the two-stage pipeline against its physical limit`,
-      finding: `${users.toLocaleString('en')} users finished (${view.status}) in ${wallSeconds.toFixed(1)} s against a limit of ${limitSeconds.toFixed(0)} s (${(wallSeconds / limitSeconds).toFixed(2)}×), never more than ${maxInFlight} batch calls in flight on any upstream, peak RSS ${peakRss === null ? '?' : Math.round(peakRss / MiB)} MiB; a serial loop would take about ${Math.round(serialSeconds)} s (extrapolated), and the unbounded Promise.all of ${floodUsers.toLocaleString('en')} users put ${floodInFlight} calls in flight on one upstream at once. Interactive /aggregate at ${INTERACTIVE_RATE}/s: p99 ${Math.round(alone.accepted.p99Ms ?? 0)} ms alone, ${Math.round(during.accepted.p99Ms ?? 0)} ms during the batch (${ratio(during.accepted.p99Ms, alone.accepted.p99Ms)}×), ${during.acceptedThroughput === during.throughput ? 'none' : 'some'} shed; the gateway's event-loop delay p99, read each second, averaged ${loopDelay(alone)} ms alone and ${loopDelay(during)} ms during the batch. CPU per item: the gateway ${ms(cpuPerItem.gateway)} ms (event loop ${ms(cpuPerItem.eventLoop)}, batch merge threads ${ms(cpuPerItem.batchMerges)}), the five mocks ${ms(cpuPerItem.mocks)} ms. The floor, the least a two-stage pipeline can do for the same batch on the same mocks, took ${floorSeconds.toFixed(1)} s (${(floorSeconds / limitSeconds).toFixed(2)}× the limit; the gateway took ${ratio(wallSeconds, floorSeconds)}× the floor), ${ms(floorCpuPerItem.floor)} ms of CPU per item and the mocks ${ms(floorCpuPerItem.mocks)}; interactive p99 on the floor aggregator ${Math.round(floorAlone.accepted.p99Ms ?? 0)} ms alone, ${Math.round(floorDuring.accepted.p99Ms ?? 0)} ms during its batch (${ratio(floorDuring.accepted.p99Ms, floorAlone.accepted.p99Ms)}×).`,
-      setup: `Every upstream at ${LATENCY_MS} ms, no jitter; gateway defaults (BATCH_IO_CONCURRENCY ${IO_CONCURRENCY}, BATCH_QUEUE_SIZE 100, batch merges on their own pool, one thread per core at niceness 10), results read as NDJSON while the batch runs; interactive GET /aggregate for other users at ${INTERACTIVE_RATE}/s over 10 connections for ${context.durationSeconds} s, alone before the batch and again from ${INTERACTIVE_AFTER_MS / 1000} s into it; the batch's calls in flight are the mocks' peaks before and after that window. Stage utilisation from the gateway's dashboard snapshot (twice a second). CPU per item: each process's CPU time from /proc over the batch (the interactive window's requests included), the batch merge threads being the gateway's threads at niceness ${BATCH_CPU_NICENESS}. The floor: bench/baselines/batch-floor.ts in the floor aggregator's process (bench/baselines/floor.ts), p-limit at ${IO_CONCURRENCY} users in flight, each user's bodies merged on a piscina pool of one thread per core with no bound on its queue, lines appended to a file; no ramp-up, deadline, retry, circuit or priority; measured after the gateway, with the same interactive traffic sent to the floor aggregator. Baselines on bench/baselines/naive.ts: a serial loop over ${serialUsers} users and a Promise.all of ${floodUsers} users, both EXTRAPOLATED to ${users.toLocaleString('en')} by their per-user time.`,
+      finding: `${users.toLocaleString('en')} users finished (${view.status}) in ${wallSeconds.toFixed(1)} s against a limit of ${limitSeconds.toFixed(0)} s (${(wallSeconds / limitSeconds).toFixed(2)}×), never more than ${maxInFlight} batch calls in flight on any upstream, peak RSS ${peakRss === null ? '?' : Math.round(peakRss / MiB)} MiB; a serial loop would take about ${Math.round(serialSeconds)} s (extrapolated), and the unbounded Promise.all of ${floodUsers.toLocaleString('en')} users put ${floodInFlight} calls in flight on one upstream at once. Interactive /aggregate at ${BESIDE_BATCH.rate}/s: p99 ${Math.round(alone.accepted.p99Ms ?? 0)} ms alone, ${Math.round(during.accepted.p99Ms ?? 0)} ms during the batch (${ratio(during.accepted.p99Ms, alone.accepted.p99Ms)}×), ${during.acceptedThroughput === during.throughput ? 'none' : 'some'} shed; the gateway's event-loop delay p99, read each second, averaged ${loopDelay(alone)} ms alone and ${loopDelay(during)} ms during the batch. CPU per item: the gateway ${ms(cpuPerItem.gateway)} ms (event loop ${ms(cpuPerItem.eventLoop)}, batch merge threads ${ms(cpuPerItem.batchMerges)}), the five mocks ${ms(cpuPerItem.mocks)} ms. The floor, the least a two-stage pipeline can do for the same batch on the same mocks, took ${floorSeconds.toFixed(1)} s (${(floorSeconds / limitSeconds).toFixed(2)}× the limit; the gateway took ${ratio(wallSeconds, floorSeconds)}× the floor), ${ms(floorCpuPerItem.floor)} ms of CPU per item and the mocks ${ms(floorCpuPerItem.mocks)}; interactive p99 on the floor aggregator ${Math.round(floorAlone.accepted.p99Ms ?? 0)} ms alone, ${Math.round(floorDuring.accepted.p99Ms ?? 0)} ms during its batch (${ratio(floorDuring.accepted.p99Ms, floorAlone.accepted.p99Ms)}×).`,
+      setup: `Every upstream at ${LATENCY_MS} ms, no jitter; gateway defaults (BATCH_IO_CONCURRENCY ${IO_CONCURRENCY}, BATCH_QUEUE_SIZE 100, batch merges on their own pool, one thread per core at niceness 10), results read as NDJSON while the batch runs; ${besideBatchSetup(context.durationSeconds)}; the batch's calls in flight are the mocks' peaks before and after that window. Stage utilisation from the gateway's dashboard snapshot (twice a second). CPU per item: each process's CPU time from /proc over the batch (the interactive window's requests included), the batch merge threads being the gateway's threads at niceness ${BATCH_CPU_NICENESS}. The floor: bench/baselines/batch-floor.ts in the floor aggregator's process (bench/baselines/floor.ts), p-limit at ${IO_CONCURRENCY} users in flight, each user's bodies merged on a piscina pool of one thread per core with no bound on its queue, lines appended to a file; no ramp-up, deadline, retry, circuit or priority; measured after the gateway, with the same interactive traffic sent to the floor aggregator. Baselines on bench/baselines/naive.ts: a serial loop over ${serialUsers} users and a Promise.all of ${floodUsers} users, both EXTRAPOLATED to ${users.toLocaleString('en')} by their per-user time.`,
       table: {
         headers: ['', 'wall time (s)', '× limit', 'results', 'ok / partial / failed', 'max calls in flight per upstream', 'mean utilisation io / queue / cpu', 'peak RSS (MiB)'],
         rows: [
