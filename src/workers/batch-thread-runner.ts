@@ -58,9 +58,16 @@ export function createBatchThreadRunner (config: Config, { mergeWorker, workCoun
         cpu: { busy: Atomics.load(stats, 2), threads: config.batch.cpuConcurrency }
       }),
       run: async () => {
-        const worker = await thread()
+        // The thread starts with the first batch (seconds on a busy machine): a cancel or deadline meanwhile ends it.
+        const worker = await new Promise<Worker>((resolve, reject) => {
+          const onAbort = () => reject(signal.reason)
+          if (signal.aborted) return onAbort()
+          signal.addEventListener('abort', onAbort, { once: true })
+          thread().then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort))
+        })
         const post = (message: ToBatchThread) => worker.postMessage(message)
         await new Promise<void>((resolve, reject) => {
+          if (signal.aborted) return reject(signal.reason)
           let writing = Promise.resolve()
           // Set once a line could not be written: the batch has failed, later lines are dropped.
           let failed = false

@@ -234,6 +234,20 @@ describe('a batch on a thread of its own (BATCH_ON_THREAD)', () => {
   it('ends deadline-exceeded when the batch outlives BATCH_DEADLINE_MS, the same way', () => endsAtTheDeadline({ BATCH_ON_THREAD: 'true' }, 'thread-late-user'))
 
   it('fails, saying why, when its results would pass BATCH_MAX_RESULT_BYTES', () => failsWhenResultsAreFull({ BATCH_ON_THREAD: 'true' }, 'thread-full-user'))
+
+  it('is cancelled by a DELETE that arrives while its thread is still starting', async () => {
+    const fresh = await buildGateway({ ...upstreams.env, ...ROOMY, AGGREGATE_DEADLINE_MS: '3000', BATCH_ON_THREAD: 'true', BATCH_IO_CONCURRENCY: '5' }, { listen: true })
+    try {
+      for (const name of UPSTREAM_NAMES) await upstreams.mocks[name].set({ latencyMs: 300 })
+      const created = await fetchResponse(`${fresh.origin}/batches`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ userIds: users(500, 'thread-early-user') }) })
+      const response = await fetchResponse(`${fresh.origin}/batches/${created.body.id}`, { method: 'DELETE' })
+      expect(response.body.status).toBe('cancelled')
+      await new Promise((resolve) => setTimeout(resolve, 500))
+      expect(Object.values(await upstreams.allStats()).every((stats) => stats.requests === 0)).toBe(true)
+    } finally {
+      await fresh.close()
+    }
+  })
 })
 
 describe('POST /batches', () => {
