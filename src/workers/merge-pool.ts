@@ -65,9 +65,10 @@ export async function createMergePool (registry: UpstreamRegistry, settings: Mer
   const admission = createBulkhead({ concurrency: threads, maxQueue })
   let closing = false
 
-  // One task per thread loads the worker module and warms the merge code before the server says it is ready.
+  // One task per thread loads the worker module and warms the merge code before the server says it is ready (the
+  // thread's `warmUp`, not counted as a merge).
   const warmUp: MergeInput = { userId: 'warm-up', topK: 1, sections: Object.fromEntries(merger.names.map((name) => [name, { otherwise: 'default' }])) }
-  await Promise.all(Array.from({ length: threads }, () => pool.run(warmUp)))
+  await Promise.all(Array.from({ length: threads }, () => pool.run(warmUp, { name: 'warmUp' })))
 
   const bodyBytes = (input: MergeInput) => {
     let total = 0

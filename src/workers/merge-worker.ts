@@ -63,3 +63,10 @@ export default function runMergeTask (input: MergeInput): unknown {
     get [valueSymbol] () { return value }
   } as unknown as ArrayBuffer)
 }
+
+/** The pool's warm-up, one task per thread: loads the merge and runs it once, counted in no metric (no request asked for it). */
+export async function warmUp (input: MergeInput): Promise<null> {
+  await loading
+  merger!.merge(input)
+  return null
+}
