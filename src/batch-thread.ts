@@ -3,6 +3,7 @@ import { parentPort, workerData } from 'node:worker_threads'
 import { pino } from 'pino'
 import { createAggregation } from './aggregation.js'
 import { loadConfig } from './config.js'
+import { channels, type MergeMessage } from './lib/contract/events.js'
 import type { UpstreamRegistry } from './lib/contract/upstreams.js'
 import { runStagesHere } from './lib/batch/batches.js'
 import type { BatchThreadData, FromBatchThread, ToBatchThread } from './workers/batch-thread-runner.js'
@@ -14,7 +15,8 @@ import type { BatchThreadData, FromBatchThread, ToBatchThread } from './workers/
 const { variables, registryModule, mergeWorker, workCounters } = workerData as BatchThreadData
 const { registry } = await import(registryModule) as { registry: UpstreamRegistry }
 const config = loadConfig(variables, { ...registry, module: registryModule })
-const logger = pino({ level: config.logLevel })
+// Its circuit breakers are its own: their changes are logged marked as the batch thread's.
+const logger = pino({ level: config.logLevel }).child({ thread: 'batch' })
 const aggregation = await createAggregation(config, logger, { mergeWorker, interactive: false, workCounters })
 const runStages = runStagesHere(aggregation.aggregator, config.batch)
 const port = parentPort!
@@ -23,6 +25,19 @@ const MAX_UNWRITTEN_LINES = 256
 const runs = new Map<string, { controller: AbortController, written: () => void }>()
 
 const send = (message: FromBatchThread) => port.postMessage(message)
+
+// The thread's merges, for the gateway's merge wait and run histograms: sent in bunches (every 100 ms while a batch
+// runs, at its end, or when 1000 wait), republished on the gateway's own channel.
+let merges: MergeMessage[] = []
+const sendMerges = () => {
+  if (merges.length === 0) return
+  send({ type: 'merges', merges })
+  merges = []
+}
+channels.merge.subscribe((message) => {
+  merges.push(message as MergeMessage)
+  if (merges.length >= 1000) sendMerges()
+})
 
 port.on('message', (message: ToBatchThread) => {
   if (message.type === 'run') start(message.id, message.userIds, new Int32Array(message.stats)).catch(() => {})
@@ -55,12 +70,15 @@ async function start (id: string, userIds: string[], stats: Int32Array) {
     Atomics.store(stats, 0, now.io.inFlight)
     Atomics.store(stats, 1, now.queue.size)
     Atomics.store(stats, 2, now.cpu.busy)
+    sendMerges()
   }, 100)
   controller.signal.addEventListener('abort', () => room?.(), { once: true })
   try {
     await stages.run()
+    sendMerges()
     send({ type: 'end', id })
   } catch (error) {
+    sendMerges()
     send({ type: 'end', id, error: controller.signal.aborted ? undefined : (error as Error).message })
   } finally {
     clearInterval(sampler)

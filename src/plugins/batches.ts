@@ -13,10 +13,10 @@ declare module 'fastify' {
 }
 
 /**
- * Batches of aggregates. In this process on the aggregator's own stages, or with BATCH_ON_THREAD on a thread of their
- * own (cancelled, with their result files removed, on close); or, with BATCH_REDIS_URL, in Redis as BullMQ jobs shared
- * by every gateway and batch-worker process, this gateway taking items too unless BATCH_GATEWAY_TAKES_ITEMS=false (on
- * close it finishes the items it holds and leaves the batches to the others).
+ * Batches of aggregates. In this process (cancelled, with their result files removed, on close): on a thread of their
+ * own (BATCH_ON_THREAD, started once the gateway is ready) or on the aggregator's own stages. Or, with BATCH_REDIS_URL,
+ * in Redis as BullMQ jobs shared by every gateway and batch-worker process, this gateway taking items too unless
+ * BATCH_GATEWAY_TAKES_ITEMS=false (on close it finishes the items it holds and leaves the batches to the others).
  */
 export default fp<{ mergeWorker?: MergeWorkerEntry }>(async function batches (fastify, { mergeWorker }) {
   const { batch } = fastify.config
@@ -25,6 +25,8 @@ export default fp<{ mergeWorker?: MergeWorkerEntry }>(async function batches (fa
     const thread = batch.onThread ? createBatchThreadRunner(fastify.config, { mergeWorker, workCounters: fastify.mergePool.workCounters }) : undefined
     const batches = createBatches(thread?.runStages ?? runStagesHere(fastify.aggregator, batch), batch)
     fastify.decorate('batches', batches)
+    // Once the gateway is up, so the thread's start does not delay it and the first batch does not wait for it.
+    fastify.addHook('onReady', async () => { thread?.warmUp() })
     fastify.addHook('preClose', async () => {
       await batches.close()
       await thread?.close()

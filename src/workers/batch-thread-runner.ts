@@ -2,6 +2,7 @@ import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
 import type { Config } from '../config.js'
 import type { StagedLine } from '../lib/batch/batch-contract.js'
+import { channels, type MergeMessage } from '../lib/contract/events.js'
 import type { RunStages } from '../lib/batch/batches.js'
 import type { MergeWorkerEntry } from './merge-pool.js'
 
@@ -21,11 +22,12 @@ export type FromBatchThread =
   | { type: 'ready' }
   | { type: 'line', id: string, line: StagedLine }
   | { type: 'end', id: string, error?: string }
+  | { type: 'merges', merges: MergeMessage[] }
 
 const fromSource = fileURLToPath(import.meta.url).endsWith('.ts')
 
 /**
- * The main thread's side of the batch thread (BATCH_ON_THREAD, src/batch-thread.ts), started with the first
+ * The main thread's side of the batch thread (BATCH_ON_THREAD, src/batch-thread.ts), started by `warmUp` or the first
  * batch: {@link RunStages} whose stages run there. Cancellation and the deadline reach it as a message; each line comes
  * back to be written here, and is acknowledged once written (the thread pauses past 256 unwritten lines). `mergeWorker`
  * (tests pass a compiled one) says where the compiled modules are: the thread's entry is src/batch-thread beside its folder.
@@ -42,6 +44,10 @@ export function createBatchThreadRunner (config: Config, { mergeWorker, workCoun
         workerData: { variables: config.variables, registryModule: config.registry.module, mergeWorker, workCounters } satisfies BatchThreadData
       })
       worker.once('message', () => { worker.off('error', reject); resolve(worker) })
+      // The thread's merges join the gateway's in its merge histograms, as if they had run here.
+      worker.on('message', (message: FromBatchThread) => {
+        if (message.type === 'merges' && channels.merge.hasSubscribers) for (const merge of message.merges) channels.merge.publish(merge)
+      })
       worker.once('error', reject)
       // A thread that died (its batches failed with it) is replaced by the next batch.
       worker.once('exit', () => { starting = undefined })
@@ -77,7 +83,7 @@ export function createBatchThreadRunner (config: Config, { mergeWorker, workCoun
           }
           const onExit = () => reject(new Error('the batch thread stopped'))
           const onMessage = (message: FromBatchThread) => {
-            if (message.type === 'ready' || message.id !== batch.id) return
+            if (message.type === 'ready' || message.type === 'merges' || message.id !== batch.id) return
             if (message.type === 'line') {
               writing = writing.then(async () => {
                 if (signal.aborted || failed) return
@@ -112,6 +118,8 @@ export function createBatchThreadRunner (config: Config, { mergeWorker, workCoun
 
   return {
     runStages,
+    /** Starts the thread ahead of the first batch, which would otherwise wait for it (most of a second); a thread that fails to start is tried again by the next batch, which reports why. */
+    warmUp () { thread().catch(() => {}) },
     /** Closes the thread's clients and pool, then the thread; a thread never started is left alone. */
     async close () {
       if (!starting) return
