@@ -26,7 +26,9 @@ export default fp<{ mergeWorker?: MergeWorkerEntry }>(async function batches (fa
     const batches = createBatches(thread?.runStages ?? runStagesHere(fastify.aggregator, batch), batch)
     fastify.decorate('batches', batches)
     // Once the gateway is up, so the thread's start does not delay it and the first batch does not wait for it.
-    fastify.addHook('onReady', async () => { thread?.warmUp() })
+    fastify.addHook('onReady', async () => {
+      thread?.warmUp().catch((error: unknown) => fastify.log.error({ err: error }, 'the batch thread did not start; the next batch starts it again'))
+    })
     fastify.addHook('preClose', async () => {
       await batches.close()
       await thread?.close()

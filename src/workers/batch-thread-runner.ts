@@ -2,8 +2,8 @@ import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
 import type { Config } from '../config.js'
 import type { StagedLine } from '../lib/batch/batch-contract.js'
-import { channels, type MergeMessage } from '../lib/contract/events.js'
 import type { RunStages } from '../lib/batch/batches.js'
+import { channels, type MergeMessage } from '../lib/contract/events.js'
 import type { MergeWorkerEntry } from './merge-pool.js'
 
 export interface BatchThreadData {
@@ -118,8 +118,8 @@ export function createBatchThreadRunner (config: Config, { mergeWorker, workCoun
 
   return {
     runStages,
-    /** Starts the thread ahead of the first batch, which would otherwise wait for it (most of a second); a thread that fails to start is tried again by the next batch, which reports why. */
-    warmUp () { thread().catch(() => {}) },
+    /** Starts the thread ahead of the first batch, which would otherwise wait for it (most of a second); a thread that fails to start is tried again by the next batch. */
+    async warmUp () { await thread() },
     /** Closes the thread's clients and pool, then the thread; a thread never started is left alone. */
     async close () {
       if (!starting) return
