@@ -7,6 +7,7 @@ import { channels, type MergeMessage } from './lib/contract/events.js'
 import type { UpstreamRegistry } from './lib/contract/upstreams.js'
 import { runStagesHere } from './lib/batch/batches.js'
 import type { BatchThreadData, FromBatchThread, ToBatchThread } from './workers/batch-thread-runner.js'
+import { lowerThisThreadsPriority } from './workers/thread-priority.js'
 
 // A thread that runs batches' two stages for the gateway (BATCH_ON_THREAD): its own event loop, heap, upstream clients
 // and batch merge pool, built from the gateway's own settings, so a batch's calls and garbage stay off the event loop
@@ -15,6 +16,8 @@ import type { BatchThreadData, FromBatchThread, ToBatchThread } from './workers/
 const { variables, registryModule, mergeWorker, workCounters } = workerData as BatchThreadData
 const { registry } = await import(registryModule) as { registry: UpstreamRegistry }
 const config = loadConfig(variables, { ...registry, module: registryModule })
+// Below the event loop that serves interactive requests, above the batch's merges (BATCH_THREAD_NICENESS).
+lowerThisThreadsPriority(config.batch.threadNiceness)
 // Its circuit breakers are its own: their changes are logged marked as the batch thread's.
 const logger = pino({ level: config.logLevel }).child({ thread: 'batch' })
 const aggregation = await createAggregation(config, logger, { mergeWorker, interactive: false, workCounters })

@@ -98,6 +98,8 @@ export interface Config {
     readonly cpuNiceness: number
     /** In process: each batch's stages run on a thread of their own (src/batch-thread.ts). */
     readonly onThread: boolean
+    /** The batch thread's OS niceness (Linux). */
+    readonly threadNiceness: number
     readonly itemTimeoutMs: number
     readonly retries: number
     readonly deadlineMs: number
@@ -201,7 +203,8 @@ export function configSchema (registry: UpstreamRegistry = builtInRegistry): Rec
     BATCH_IO_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 10_000, default: 50, description: 'Stage 1: batch items fetching at once in this process, so at most this many batch calls in flight per upstream (beside the interactive ones).' },
     BATCH_QUEUE_SIZE: { type: 'integer', minimum: 1, maximum: 100_000, default: 100, description: 'Fetched items waiting for a merge; a full queue pauses stage 1.' },
     BATCH_CPU_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 256, description: 'Stage 2: worker threads of the batches\' own merge pool, and merges of one batch at once (default: the machine\'s cores). Beside the interactive pool, never sharing its threads.' },
-    BATCH_ON_THREAD: { type: 'boolean', default: true, description: 'Without BATCH_REDIS_URL: run each batch\'s two stages on a thread of their own (its own event loop, heap, upstream clients, circuit breakers and retry budgets), so the batch\'s calls and garbage stay off the interactive event loop (interactive p99 during a batch 1.18-1.60x its p99 alone, at most 1.5x in five runs of six, against 1.39-1.58x on the event loop, scenario 13). false: on the event loop, with the interactive clients and breakers, and 120-210 MiB less RSS.' },
+    BATCH_ON_THREAD: { type: 'boolean', default: true, description: 'Without BATCH_REDIS_URL: run each batch\'s two stages on a thread of their own (its own event loop, heap, upstream clients, circuit breakers and retry budgets), so the batch\'s calls and garbage stay off the interactive event loop (interactive p99 during a batch 0.97-1.26x its p99 alone with BATCH_THREAD_NICENESS at its default, against 1.39-1.58x on the event loop, scenario 13). false: on the event loop, with the interactive clients and breakers, and 120-210 MiB less RSS.' },
+    BATCH_THREAD_NICENESS: { type: 'integer', minimum: 0, maximum: 19, default: 5, description: 'With BATCH_ON_THREAD: OS niceness of the batch thread (Linux), so the event loop serving interactive requests gets the CPU first (interactive p99 during a batch 0.97-1.26x its p99 alone at 5, against 1.26-1.40x at 0, scenario 13, about the same batch time). 0: the same priority as the event loop.' },
     BATCH_CPU_NICENESS: { type: 'integer', minimum: 0, maximum: 19, default: 10, description: 'OS niceness of the batch merge threads (Linux): above 0, the event loop, interactive merges and other processes at normal priority go first, and a batch merges on the CPU they leave. 0: the same priority as the rest.' },
     BATCH_ITEM_TIMEOUT_MS: { type: 'integer', minimum: 1, maximum: 60_000, default: 200, description: 'Timeout of each try of a batch item\'s upstream call.' },
     BATCH_RETRIES: { type: 'integer', minimum: 0, maximum: 1, default: 1, description: 'Retries of a batch item\'s failed call (the same safe failures and retry budget as interactive calls).' },
@@ -316,9 +319,12 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env, registry: Upst
     for (const key of ['BATCH_GLOBAL_IO_CONCURRENCY', 'BATCH_ITEMS_PER_JOB', 'BATCH_GATEWAY_TAKES_ITEMS', 'BATCH_LOCK_DURATION_MS', 'BATCH_STALLED_INTERVAL_MS']) {
       if (key in data) problems.push(`${key} applies only with BATCH_REDIS_URL, which is not set`)
     }
-  } else if ('BATCH_ON_THREAD' in data) {
-    problems.push('BATCH_ON_THREAD applies only without BATCH_REDIS_URL (a batch worker process already keeps batches off the gateway\'s event loop)')
+  } else {
+    for (const key of ['BATCH_ON_THREAD', 'BATCH_THREAD_NICENESS']) {
+      if (key in data) problems.push(`${key} applies only without BATCH_REDIS_URL (a batch worker process already keeps batches off the gateway's event loop)`)
+    }
   }
+  if (values.BATCH_ON_THREAD === false && 'BATCH_THREAD_NICENESS' in data) problems.push('BATCH_THREAD_NICENESS applies only with BATCH_ON_THREAD=true')
   if (problems.length > 0) throw new ConfigError(problems)
 
   const threads = (values.MERGE_POOL_THREADS as number | undefined) ?? availableParallelism()
@@ -379,6 +385,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env, registry: Upst
       cpuConcurrency: (values.BATCH_CPU_CONCURRENCY as number | undefined) ?? availableParallelism(),
       cpuNiceness: number('BATCH_CPU_NICENESS'),
       onThread: values.BATCH_ON_THREAD as boolean,
+      threadNiceness: number('BATCH_THREAD_NICENESS'),
       itemTimeoutMs: number('BATCH_ITEM_TIMEOUT_MS'),
       retries: number('BATCH_RETRIES'),
       deadlineMs: number('BATCH_DEADLINE_MS'),

@@ -47,7 +47,9 @@ describe('configuration', () => {
     [{ AGGREGATE_MERGE_RESERVE_MS: '300' }, 'AGGREGATE_MERGE_RESERVE_MS (300) must be less than AGGREGATE_DEADLINE_MS (300)'],
     [{ LOAD_SHEDDING_MAX_EVENT_LOOP_UTILIZATION: '1.5' }, 'LOAD_SHEDDING_MAX_EVENT_LOOP_UTILIZATION must be <= 1'],
     [{ BATCH_REDIS_URL: 'localhost:6379' }, 'BATCH_REDIS_URL must match pattern'],
-    [{ BATCH_GLOBAL_IO_CONCURRENCY: '20' }, 'BATCH_GLOBAL_IO_CONCURRENCY applies only with BATCH_REDIS_URL, which is not set']
+    [{ BATCH_GLOBAL_IO_CONCURRENCY: '20' }, 'BATCH_GLOBAL_IO_CONCURRENCY applies only with BATCH_REDIS_URL, which is not set'],
+    [{ BATCH_REDIS_URL: 'redis://redis:6379', BATCH_THREAD_NICENESS: '3' }, 'BATCH_THREAD_NICENESS applies only without BATCH_REDIS_URL'],
+    [{ BATCH_ON_THREAD: 'false', BATCH_THREAD_NICENESS: '3' }, 'BATCH_THREAD_NICENESS applies only with BATCH_ON_THREAD=true']
   ])('rejects %o naming the variable', (env, message) => {
     expect(problemsOf(env)).toContain(message)
   })
@@ -63,6 +65,12 @@ describe('configuration', () => {
     expect(loadConfig({ MERGE_POOL_THREADS: '3' }).batch).toMatchObject({ cpuConcurrency: availableParallelism(), cpuNiceness: 10 })
     expect(loadConfig({ BATCH_CPU_CONCURRENCY: '3', BATCH_CPU_NICENESS: '0' }).batch).toMatchObject({ cpuConcurrency: 3, cpuNiceness: 0 })
     expect(() => loadConfig({ BATCH_CPU_NICENESS: '20' })).toThrow(/BATCH_CPU_NICENESS/)
+  })
+
+  it('runs batches on a thread of their own by default, at niceness 5: below the event loop, above the batch merges', () => {
+    expect(loadConfig({}).batch).toMatchObject({ onThread: true, threadNiceness: 5 })
+    expect(loadConfig({ BATCH_THREAD_NICENESS: '0' }).batch).toMatchObject({ onThread: true, threadNiceness: 0 })
+    expect(loadConfig({ BATCH_ON_THREAD: 'false' }).batch).toMatchObject({ onThread: false })
   })
 
   it('reads only the environment it is given, where an empty variable counts as unset (compose turns an unset one into an empty string)', () => {

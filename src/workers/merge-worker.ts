@@ -1,9 +1,8 @@
-import { readlinkSync } from 'node:fs'
-import { setPriority } from 'node:os'
 import { move, transferableSymbol, valueSymbol, workerData } from 'piscina'
 import type { UpstreamRegistry } from '../lib/contract/upstreams.js'
 import { countMergeWork, loadMerger, MERGE_WORK_COUNTERS, type MergeInput, type Merger, type MergeResult } from '../lib/merge/merge-sections.js'
 import { sharedCounters } from './shared-counters.js'
+import { lowerThisThreadsPriority } from './thread-priority.js'
 
 export interface MergeWorkerData {
   /** The module exporting the gateway's `registry`: this thread merges the same upstreams. */
@@ -23,7 +22,7 @@ export interface MergeTaskResult {
 
 const { registryModule, workCounters, niceness } = workerData as MergeWorkerData
 const work = sharedCounters(MERGE_WORK_COUNTERS, workCounters)
-if (niceness > 0) lowerThisThreadsPriority(niceness)
+lowerThisThreadsPriority(niceness)
 // Run from source (`npm run dev`), this thread has tsx's hooks, but they do not reach import() of a .ts file
 // (nor a module with top-level await): tsx's own tsImport loads the registry and its sections then.
 const importModule = import.meta.url.endsWith('.ts')
@@ -36,16 +35,6 @@ const loading = importModule(registryModule)
   .then((loaded) => { merger = loaded })
 
 const now = () => performance.timeOrigin + performance.now()
-
-/**
- * Lowers this thread's priority, not the process's: on Linux a nice value belongs to a thread, named by its id, which
- * /proc/thread-self gives (Node has no API for it). Elsewhere the thread keeps the process's priority.
- */
-function lowerThisThreadsPriority (to: number) {
-  try {
-    setPriority(Number(readlinkSync('/proc/thread-self').split('/').pop()), to)
-  } catch { /* not Linux */ }
-}
 
 /**
  * Piscina entry point: parses the upstream bodies and merges them off the event loop. The valid bodies are moved back
