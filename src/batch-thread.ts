@@ -1,4 +1,3 @@
-import { setMaxListeners } from 'node:events'
 import { parentPort, workerData } from 'node:worker_threads'
 import { pino } from 'pino'
 import { createAggregation } from './aggregation.js'
@@ -52,8 +51,6 @@ send({ type: 'ready' })
 
 async function start (id: string, userIds: string[], stats: Int32Array) {
   const controller = new AbortController()
-  // Every item in flight (both stages) listens to the batch's signal through its own deadline.
-  setMaxListeners(config.batch.ioConcurrency + config.batch.queueSize + config.batch.cpuConcurrency + 10, controller.signal)
   let unwritten = 0
   let room: (() => void) | undefined
   const roomLeft = () => unwritten < MAX_UNWRITTEN_LINES || controller.signal.aborted

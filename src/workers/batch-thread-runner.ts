@@ -1,10 +1,9 @@
-import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
 import type { Config } from '../config.js'
 import type { StagedLine } from '../lib/batch/batch-contract.js'
 import type { RunStages } from '../lib/batch/batches.js'
 import { channels, type MergeMessage } from '../lib/contract/events.js'
-import type { MergeWorkerEntry } from './merge-pool.js'
+import { threadEntry, type MergeWorkerEntry } from './merge-pool.js'
 
 export interface BatchThreadData {
   variables: Readonly<Record<string, string>>
@@ -24,8 +23,6 @@ export type FromBatchThread =
   | { type: 'end', id: string, error?: string }
   | { type: 'merges', merges: MergeMessage[] }
 
-const fromSource = fileURLToPath(import.meta.url).endsWith('.ts')
-
 /**
  * The main thread's side of the batch thread (BATCH_ON_THREAD, src/batch-thread.ts), started by `warmUp` or the first
  * batch: {@link RunStages} whose stages run there. Cancellation and the deadline reach it as a message; each line comes
@@ -34,12 +31,12 @@ const fromSource = fileURLToPath(import.meta.url).endsWith('.ts')
  */
 export function createBatchThreadRunner (config: Config, { mergeWorker, workCounters }: { mergeWorker?: MergeWorkerEntry, workCounters?: SharedArrayBuffer } = {}) {
   const entry = mergeWorker
-    ? { filename: new URL('../batch-thread.js', mergeWorker.filename), execArgv: mergeWorker.execArgv }
-    : { filename: new URL(`../batch-thread.${fromSource ? 'ts' : 'js'}`, import.meta.url), execArgv: fromSource ? ['--import', 'tsx'] : [] }
+    ? { filename: new URL('../batch-thread.js', mergeWorker.filename).href, execArgv: mergeWorker.execArgv }
+    : threadEntry('../batch-thread')
   let starting: Promise<Worker> | undefined
   const thread = () => {
     starting ??= new Promise((resolve, reject) => {
-      const worker = new Worker(entry.filename, {
+      const worker = new Worker(new URL(entry.filename), {
         execArgv: entry.execArgv,
         workerData: { variables: config.variables, registryModule: config.registry.module, mergeWorker, workCounters } satisfies BatchThreadData
       })

@@ -27,13 +27,16 @@ export interface MergeWorkerEntry {
   execArgv: string[]
 }
 
-// From source (`npm run dev`) the worker is TypeScript and its thread needs tsx; built, it is plain JavaScript. Tests
-// pass a compiled copy of the source instead: tsx costs each thread a second or more to load.
+// From source (`npm run dev`) a thread's module is TypeScript and its thread needs tsx; built, it is plain JavaScript.
+// Tests pass a compiled copy of the source instead: tsx costs each thread a second or more to load.
 const fromSource = fileURLToPath(import.meta.url).endsWith('.ts')
-const defaultWorker: MergeWorkerEntry = {
-  filename: new URL(`./merge-worker.${fromSource ? 'ts' : 'js'}`, import.meta.url).href,
+
+/** The entry of a thread whose module is `path` (no extension), relative to this folder, run from source or built. */
+export const threadEntry = (path: string): MergeWorkerEntry => ({
+  filename: new URL(`${path}.${fromSource ? 'ts' : 'js'}`, import.meta.url).href,
   execArgv: fromSource ? ['--import', 'tsx'] : []
-}
+})
+const defaultWorker = threadEntry('./merge-worker')
 
 /** The client-facing error for a merge the pool's queue turns away. */
 const refusalError = (reason: BulkheadRejectedError['reason']) => reason === 'queue-full' ? new MergeQueueFullError() : new MergeQueueTimeoutError()

@@ -27,8 +27,8 @@ afterAll(async () => {
 
 const users = (count: number, prefix = 'batch-user') => Array.from({ length: count }, (_, index) => `${prefix}-${index}`)
 
-async function submit (userIds: string[]) {
-  const response = await fetchResponse(`${gateway.origin}/batches`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ userIds }) })
+async function submit (userIds: string[], to: TestGateway = gateway) {
+  const response = await fetchResponse(`${to.origin}/batches`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ userIds }) })
   expect(response.status, describeResponse(response)).toBe(202)
   expect(response.headers.get('location')).toBe(`/batches/${response.body.id}`)
   return response.body.id as string
@@ -96,8 +96,7 @@ async function endsAtTheDeadline (env: Record<string, string>, prefix: string) {
   const short = await buildGateway({ ...upstreams.env, ...ROOMY, ...env, AGGREGATE_DEADLINE_MS: '3000', BATCH_IO_CONCURRENCY: '5', BATCH_DEADLINE_MS: '1000', BATCH_ITEM_TIMEOUT_MS: '1000' }, { listen: true })
   try {
     for (const name of UPSTREAM_NAMES) await upstreams.mocks[name].set({ latencyMs: 300 })
-    const response = await fetchResponse(`${short.origin}/batches`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ userIds: users(500, prefix) }) })
-    const id = response.body.id as string
+    const id = await submit(users(500, prefix), short)
     await eventually(async () => (await fetchResponse(`${short.origin}/batches/${id}`)).body.status === 'deadline-exceeded', 5000, 'the batch deadline')
     await eventually(async () => Object.values(await upstreams.allStats()).every((stats) => stats.inFlight === 0), 1000, 'every upstream idle')
     const view = (await fetchResponse(`${short.origin}/batches/${id}`)).body
@@ -120,8 +119,7 @@ async function failsWhenResultsAreFull (env: Record<string, string>, prefix: str
   try {
     for (const name of UPSTREAM_NAMES) await upstreams.mocks[name].set({ latencyMs: 5 })
     // About 4 KB a line: 600 lines are more than twice the 1 MiB.
-    const response = await fetchResponse(`${small.origin}/batches`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ userIds: users(600, prefix) }) })
-    const id = response.body.id as string
+    const id = await submit(users(600, prefix), small)
     await eventually(async () => (await fetchResponse(`${small.origin}/batches/${id}`)).body.status === 'failed', 20_000, 'the batch to fail')
     const view = (await fetchResponse(`${small.origin}/batches/${id}`)).body
     expect(view.reason).toMatch(/BATCH_MAX_RESULT_BYTES/)
@@ -224,8 +222,8 @@ describe('a batch of aggregates (on a thread of its own, the default)', () => {
     const fresh = await buildGateway({ ...upstreams.env, ...ROOMY, AGGREGATE_DEADLINE_MS: '3000', BATCH_IO_CONCURRENCY: '5' }, { listen: true })
     try {
       for (const name of UPSTREAM_NAMES) await upstreams.mocks[name].set({ latencyMs: 300 })
-      const created = await fetchResponse(`${fresh.origin}/batches`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ userIds: users(500, 'thread-early-user') }) })
-      const response = await fetchResponse(`${fresh.origin}/batches/${created.body.id}`, { method: 'DELETE' })
+      const id = await submit(users(500, 'thread-early-user'), fresh)
+      const response = await fetchResponse(`${fresh.origin}/batches/${id}`, { method: 'DELETE' })
       expect(response.body.status).toBe('cancelled')
       await new Promise((resolve) => setTimeout(resolve, 500))
       expect(Object.values(await upstreams.allStats()).every((stats) => stats.requests === 0)).toBe(true)

@@ -22,16 +22,20 @@ export type StageStats = Omit<TwoStageStats, 'done'>
 
 /** The stages on this event loop: stage 1 the aggregator's fan-out, stage 2 its merge. */
 export function runStagesHere (aggregator: Pick<Aggregator, 'fetchItem' | 'mergeItem'>, settings: Pick<BatchSettings, 'ioConcurrency' | 'queueSize' | 'cpuConcurrency' | 'itemTimeoutMs' | 'retries'>): RunStages {
-  return (batch, { signal, onLine }) => createTwoStagePipeline<string, FetchedItem, BatchResultLine>({
-    items: batch.userIds,
-    ioConcurrency: settings.ioConcurrency,
-    queueSize: settings.queueSize,
-    cpuConcurrency: settings.cpuConcurrency,
-    signal,
-    io: (userId, index, itemSignal) => aggregator.fetchItem(userId, { signal: itemSignal, requestId: `${batch.id}:${index}`, perTryTimeoutMs: settings.itemTimeoutMs, retries: settings.retries }),
-    cpu: (fetched, index, itemSignal) => mergeToResultLine(aggregator, fetched, index, itemSignal),
-    onResult: (line) => onLine(stagedLine(line))
-  })
+  return (batch, { signal, onLine }) => {
+    // Every item in flight (both stages) listens to the batch's signal through its own deadline.
+    setMaxListeners(settings.ioConcurrency + settings.queueSize + settings.cpuConcurrency + 10, signal)
+    return createTwoStagePipeline<string, FetchedItem, BatchResultLine>({
+      items: batch.userIds,
+      ioConcurrency: settings.ioConcurrency,
+      queueSize: settings.queueSize,
+      cpuConcurrency: settings.cpuConcurrency,
+      signal,
+      io: (userId, index, itemSignal) => aggregator.fetchItem(userId, { signal: itemSignal, requestId: `${batch.id}:${index}`, perTryTimeoutMs: settings.itemTimeoutMs, retries: settings.retries }),
+      cpu: (fetched, index, itemSignal) => mergeToResultLine(aggregator, fetched, index, itemSignal),
+      onResult: (line) => onLine(stagedLine(line))
+    })
+  }
 }
 
 export interface BatchSettings {
@@ -129,8 +133,6 @@ export function createBatches (runStages: RunStages, settings: BatchSettings): B
     batch.status = 'running'
     batch.startedAt = performance.now()
     const { signal } = batch.controller
-    // Every item in flight (both stages) listens to the batch's signal through its own deadline.
-    setMaxListeners(settings.ioConcurrency + settings.queueSize + settings.cpuConcurrency + 10, signal)
     const deadline = setTimeout(() => batch.controller.abort(new DOMException('the batch deadline passed', 'TimeoutError')), settings.deadlineMs)
     let writer: ResultFileWriter | undefined
     // Lines appended but not yet written: counted against BATCH_MAX_RESULT_BYTES with the written ones.
